@@ -1,0 +1,43 @@
+"""lplr-tui's engine: experiments, probes and records, with no UI.
+
+The public API:
+
+    spec = engine.load_spec("mnist", {"train.epochs": 200})
+    model = engine.build_model(spec)
+    kernel = engine.empirical_ntk(model, x)      # n·k × n·k, float64
+    for event in engine.run(spec, results_dir="results"):
+        ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from engine.config import Spec, load_spec, plan_runs
+from engine.errors import ConfigError, DataError, LplrError
+from engine.models import build_model
+from engine.ntk import empirical_ntk
+from engine.record import read_record
+from engine.runner import Runner
+
+
+def run(spec: Spec, results_dir: str | Path | None = None) -> Iterator[object]:
+    """Run the spec's plan on a background thread and yield its events, PlanFinished last.
+
+    With `results_dir`, each run leaves a record there. Closing the iterator early cancels.
+    """
+    runner = Runner(spec, results_dir)
+    runner.preflight()
+    runner.start()
+    try:
+        yield from runner.iter_events()
+    finally:
+        runner.cancel()
+        runner.join()
+
+
+__all__ = [
+    "Spec", "load_spec", "plan_runs", "build_model", "empirical_ntk", "run", "read_record",
+    "Runner", "LplrError", "ConfigError", "DataError",
+]

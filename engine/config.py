@@ -1,0 +1,415 @@
+"""Presets + `--set key=value` overrides -> one typed, validated experiment spec.
+
+A preset is a TOML file with the tables of DESIGN.md §4. `load_spec` returns the *plan*
+spec (it may hold `[[runs]]`); `plan_runs` expands it into one resolved spec per run,
+each of which is itself a valid preset that reproduces that run alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from engine.errors import ConfigError
+
+# ---------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What values a key allows: a predicate and the words that describe it."""
+
+    check: Callable[[Any], bool]
+    allowed: str
+
+
+def one_of(*options: str) -> Rule:
+    return Rule(lambda v: v in options, "must be one of " + ", ".join(f'"{o}"' for o in options))
+
+
+def above(low: float) -> Rule:
+    return Rule(lambda v: v > low, f"must be > {low:g}")
+
+
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: v >= low, f"must be >= {low:g}")
+
+
+def within(low: float, high: float) -> Rule:
+    return Rule(lambda v: low <= v < high, f"must be in [{low:g}, {high:g})")
+
+
+def fraction() -> Rule:
+    return Rule(lambda v: 0.0 <= v <= 1.0, "must be a fraction in [0, 1]")
+
+
+DEVICE = Rule(
+    lambda v: v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v) is not None,
+    'must be "auto", "cpu", "cuda" or "cuda:N"',
+)
+NON_EMPTY = Rule(lambda v: len(v) > 0, "must be a non-empty list of integers")
+
+
+def key(default: Any, rule: Rule | None = None, doc: str = "") -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": rule, "doc": doc})
+    return field(default=default, metadata={"rule": rule, "doc": doc})
+
+
+# ---------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str = key("mnist-3v8", one_of("mnist-3v8", "synthetic"))
+    root: str = key("~/.cache/lplr-tui/data", doc="where torchvision data and caches live")
+    download: bool = key(False, doc="let torchvision download MNIST when it is not under root")
+    n_train: int = key(1000, at_least(2))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str = key("mlp", one_of("mlp"))
+    width: int = key(128, at_least(1))
+    depth: int = key(4, at_least(1), "number of hidden layers")
+    beta: float = key(1.0, above(0), "Softplus sharpness")
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    kind: str = key("gd", one_of("gd"))
+    lr: float = key(1e-3, above(0))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = key(3000, at_least(1))
+    seeds: list[int] = key([0], NON_EMPTY)
+    device: str = key("auto", DEVICE)
+    diverge_factor: float = key(1e6, above(1), "loss above this multiple of the first loss: diverged")
+
+
+@dataclass(frozen=True)
+class ProbesSpec:
+    every: int = key(10, at_least(1), "epochs between probes of drift and NTK")
+    ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
+    ntk_seed: int = key(0)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    stable_from: float = key(0.1, fraction(), "start of the stable regime, as a fraction of epochs")
+    stable_to: float = key(0.9, fraction(), "end of the stable regime, as a fraction of epochs")
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    write_interval: float = key(5.0, above(0), "seconds between rewrites of record.toml")
+
+
+TABLES: dict[str, type] = {
+    "data": DataSpec,
+    "model": ModelSpec,
+    "optim": OptimSpec,
+    "train": TrainSpec,
+    "probes": ProbesSpec,
+    "analysis": AnalysisSpec,
+    "record": RecordSpec,
+}
+TOP_LEVEL = ("name", "description", "runs", "label")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    description: str
+    data: DataSpec
+    model: ModelSpec
+    optim: OptimSpec
+    train: TrainSpec
+    probes: ProbesSpec
+    analysis: AnalysisSpec
+    record: RecordSpec
+    runs: tuple[dict, ...] = ()
+    label: str = ""
+
+    def to_dict(self) -> dict:
+        """The spec as preset tables (TOML-writable: no None anywhere)."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.label:
+            out["label"] = self.label
+        for table in TABLES:
+            out[table] = dataclasses.asdict(getattr(self, table))
+        if self.runs:
+            out["runs"] = [copy.deepcopy(r) for r in self.runs]
+        return out
+
+
+# ---------------------------------------------------------------- presets on disk
+
+
+def bundled_presets_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "presets"
+    return installed if installed.is_dir() else here.parent / "presets"
+
+
+def preset_dirs() -> list[Path]:
+    """User presets in ./presets first, then the bundled ones."""
+    dirs = [Path.cwd() / "presets", bundled_presets_dir()]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]]
+
+
+def available_presets() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(preset_dirs()):
+        for p in sorted(d.glob("*.toml")):
+            found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+def find_preset(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".toml" or path.exists():
+        if path.is_file():
+            return path
+        raise ConfigError("--preset", name_or_path, "no such file")
+    presets = available_presets()
+    if name_or_path in presets:
+        return presets[name_or_path]
+    hint = difflib.get_close_matches(name_or_path, presets, n=1)
+    maybe = f' (did you mean "{hint[0]}"?)' if hint else ""
+    known = ", ".join(presets) or "none found"
+    raise ConfigError("--preset", name_or_path, f"unknown preset{maybe}; known presets: {known}")
+
+
+def read_preset(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("preset", str(path), f"is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError("preset", str(path), f"cannot be read: {exc.strerror}") from None
+
+
+def preset_description(path: Path) -> str:
+    try:
+        return str(read_preset(path).get("description", ""))
+    except ConfigError as exc:
+        return f"(broken: {exc})"
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value`, the value read as TOML, or as a bare string when it is not TOML."""
+    if "=" not in text:
+        raise ConfigError("--set", text, "must look like table.key=value, e.g. optim.lr=1e-3")
+    name, raw = (s.strip() for s in text.split("=", 1))
+    if not name:
+        raise ConfigError("--set", text, "must look like table.key=value, e.g. optim.lr=1e-3")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return name, value
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, value, f"{part} is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def merge(base: dict, overrides: Mapping) -> dict:
+    """Deep-merge nested overrides into a copy of base."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def all_keys() -> list[str]:
+    keys = list(TOP_LEVEL)
+    for table, cls in TABLES.items():
+        keys += [f"{table}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def unknown_key(dotted: str, value: Any, where: str) -> ConfigError:
+    hint = difflib.get_close_matches(dotted, all_keys(), n=1, cutoff=0.6)
+    table = dotted.split(".")[0]
+    if table in TABLES:
+        names = ", ".join(f.name for f in dataclasses.fields(TABLES[table]))
+        allowed = f"unknown key in [{table}]; allowed: {names}"
+    else:
+        allowed = "unknown key; tables are " + ", ".join(TABLES) + "; top-level keys " + ", ".join(TOP_LEVEL)
+    if hint:
+        allowed = f'unknown key (did you mean "{hint[0]}"?); ' + allowed.split("; ", 1)[1]
+    return ConfigError(dotted, value, allowed, where)
+
+
+TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list[int]: "a list of integers"}
+
+
+def coerce(dotted: str, value: Any, typ: Any, where: str) -> Any:
+    words = TYPE_WORDS.get(typ, str(typ))
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(dotted, value, "must be a finite number", where)
+        return float(value)
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is bool and isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, str):
+        return value
+    if typ == list[int] and isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    raise ConfigError(dotted, value, f"must be {words}", where)
+
+
+def build_table(table: str, values: Any, where: str) -> Any:
+    cls = TABLES[table]
+    if not isinstance(values, dict):
+        raise ConfigError(table, values, "must be a table", where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        dotted = f"{table}.{name}"
+        if name not in fields:
+            raise unknown_key(dotted, value, where)
+        f = fields[name]
+        value = coerce(dotted, value, types[name], where)
+        rule: Rule | None = f.metadata.get("rule")
+        if rule is not None and not rule.check(value):
+            raise ConfigError(dotted, value, rule.allowed, where)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def check_top_level(raw: dict, where: str) -> None:
+    for name, value in raw.items():
+        if name in TABLES:
+            continue
+        if name not in TOP_LEVEL:
+            raise unknown_key(name, value, where)
+        if name in ("name", "description", "label") and not isinstance(value, str):
+            raise ConfigError(name, value, "must be a string", where)
+    runs = raw.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ConfigError("runs", runs, "must be an array of tables ([[runs]])", where)
+
+
+def check_cross(spec: Spec, where: str) -> None:
+    if spec.probes.ntk_subset > spec.data.n_train:
+        raise ConfigError(
+            "probes.ntk_subset", spec.probes.ntk_subset,
+            f"must be <= data.n_train ({spec.data.n_train}): the subset is drawn from the training set", where,
+        )
+    if spec.analysis.stable_from >= spec.analysis.stable_to:
+        raise ConfigError(
+            "analysis.stable_from", spec.analysis.stable_from,
+            f"must be < analysis.stable_to ({spec.analysis.stable_to})", where,
+        )
+    if spec.data.source == "mnist-3v8" and spec.data.n_train % 2:
+        raise ConfigError("data.n_train", spec.data.n_train, "must be even: the 3s and 8s are balanced", where)
+
+
+def validate(raw: dict, where: str = "") -> Spec:
+    """A raw preset dict -> Spec, or a ConfigError naming the first bad key."""
+    check_top_level(raw, where)
+    tables = {t: build_table(t, raw.get(t, {}), where) for t in TABLES}
+    spec = Spec(
+        name=raw.get("name", "unnamed"),
+        description=raw.get("description", ""),
+        runs=tuple(raw.get("runs", [])),
+        label=raw.get("label", ""),
+        **tables,
+    )
+    for i, run in enumerate(spec.runs):
+        validate(merge(strip_plan(raw), run), f"{where} [[runs]] #{i + 1}".strip())
+    check_cross(spec, where)
+    return spec
+
+
+def strip_plan(raw: dict) -> dict:
+    return {k: v for k, v in raw.items() if k != "runs"}
+
+
+# ---------------------------------------------------------------- public
+
+
+def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) -> Spec:
+    """A preset name or path, and a mapping of dotted keys to values -> a validated Spec."""
+    path = find_preset(str(preset))
+    raw = read_preset(path)
+    raw.setdefault("name", path.stem)
+    overrides = dict(overrides or {})
+    for dotted, value in overrides.items():
+        if dotted.split(".")[0] not in TABLES and dotted not in TOP_LEVEL:
+            raise unknown_key(dotted, value, "--set")
+        set_dotted(raw, dotted, value)
+    try:
+        return validate(raw, str(path))
+    except ConfigError as exc:
+        if exc.key in overrides:  # blame the override, not the preset file
+            raise ConfigError(exc.key, exc.value, exc.allowed, "--set") from None
+        raise
+
+
+def plan_runs(spec: Spec) -> list[Spec]:
+    """One resolved spec per run: each `[[runs]]` entry x each seed."""
+    base = strip_plan(spec.to_dict())
+    entries = list(spec.runs) or [{}]
+    several_seeds = len(spec.train.seeds) > 1
+    out = []
+    for entry in entries:
+        for seed in spec.train.seeds:
+            raw = merge(base, entry)
+            raw["train"]["seeds"] = [seed]
+            run = validate(raw)
+            label = entry.get("label") or default_label(run)
+            if several_seeds:
+                label += f" seed={seed}"
+            out.append(dataclasses.replace(run, label=label))
+    return out
+
+
+def default_label(spec: Spec) -> str:
+    return f"m={spec.model.width} η={short_float(spec.optim.lr)}"
+
+
+def short_float(x: float) -> str:
+    """1e-3, 2.5e-4, 0.05 -> '1e-3', '2.5e-4', '0.05'."""
+    if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
+        mantissa, exp = f"{x:.3e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exp)}"
+    return f"{x:g}"

@@ -1,0 +1,33 @@
+"""Errors a user can fix: each names what was wrong and what is allowed."""
+
+from __future__ import annotations
+
+
+class LplrError(Exception):
+    """Bad input from the user. The CLI prints the message alone and exits 2."""
+
+
+class ConfigError(LplrError):
+    """A preset value (or override) that is not allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str, where: str = ""):
+        self.key, self.value, self.allowed, self.where = key, value, allowed, where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{key} = {show_value(value)}: {allowed}")
+
+
+class DataError(LplrError):
+    """A data set that cannot be found or loaded."""
+
+
+def show_value(value: object) -> str:
+    """A value as it would be written in a preset (TOML style)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {show_value(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -1,0 +1,61 @@
+"""What the runner tells its consumers (record writer, progress bar, TUI), in order:
+
+PlanStarted, then per run RunStarted, EpochMeasured / ProbeMeasured ..., RunFinished,
+and last PlanFinished. Values are plain Python numbers; NaN and inf are data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# a run's state, as the record's [status] says it
+RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED = "running", "finished", "diverged", "interrupted", "failed"
+
+
+@dataclass(frozen=True)
+class PlanStarted:
+    name: str
+    labels: tuple[str, ...]
+    epochs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run: int  # 0-based index in the plan
+    of: int
+    label: str
+    spec: dict
+    params: int
+    environment: dict
+    run_dir: str  # "" when no records are written
+
+
+@dataclass(frozen=True)
+class EpochMeasured:
+    run: int
+    epoch: int
+    loss: float
+    grad_sq: float
+
+
+@dataclass(frozen=True)
+class ProbeMeasured:
+    run: int
+    epoch: int
+    values: dict = field(default_factory=dict)  # drift, ntk_lambda_min
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run: int
+    state: str
+    reason: str
+    epochs_done: int
+    summary: dict
+    finished: str  # ISO time
+
+
+@dataclass(frozen=True)
+class PlanFinished:
+    state: str  # finished | interrupted | failed
+    reason: str = ""

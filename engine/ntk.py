@@ -1,0 +1,85 @@
+"""The empirical NTK K = J Jᵀ on a set of inputs, in float64.
+
+For our MLP, K has a closed form that needs one forward and one backward sweep and never
+materialises J (DESIGN.md §3). With h_l the input of layer l and Δ_l = ∂f/∂z_l,
+
+    ∂f_a/∂W_l = Δ_l^a h_lᵀ,  ∂f_a/∂b_l = Δ_l^a
+    =>  K[(i,a),(j,b)] = Σ_l (h_l(x_i)·h_l(x_j) + 1) · (Δ_l^a(x_i)·Δ_l^b(x_j)),
+
+which costs O(n²·Σ widths) instead of the O(n²·P) of J Jᵀ. Any other model goes through
+torch.func: J in chunks of inputs, then J Jᵀ.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+
+from engine.models import MLP
+
+SOFTPLUS_THRESHOLD = 20.0  # torch's default: above it softplus is the identity, slope 1
+
+
+def empirical_ntk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The n·k × n·k kernel, index (i, a) -> i·k + a, as float64 on x's device."""
+    if isinstance(model, MLP):
+        return mlp_ntk(model, x)
+    return jacobian_ntk(model, x)
+
+
+@torch.no_grad()
+def mlp_ntk(model: MLP, x: torch.Tensor) -> torch.Tensor:
+    layers = [(l.weight.double(), l.bias.double()) for l in model.layers]
+    beta = model.beta
+    h = x.double().reshape(len(x), -1)
+    inputs, slopes = [h], []
+    for w, b in layers[:-1]:
+        z = h @ w.T + b
+        # the same slope as softplus' backward, so K matches autograd's J Jᵀ exactly
+        slopes.append(torch.where(z * beta > SOFTPLUS_THRESHOLD, torch.ones_like(z), torch.sigmoid(z * beta)))
+        h = F.softplus(z, beta=beta, threshold=SOFTPLUS_THRESHOLD)
+        inputs.append(h)
+    n, k = len(x), layers[-1][0].shape[0]
+    delta = torch.eye(k, dtype=torch.float64, device=h.device).expand(n, k, k)  # ∂f/∂z_out
+    kernel = torch.zeros(n * k, n * k, dtype=torch.float64, device=h.device)
+    for layer in reversed(range(len(layers))):
+        kernel += layer_term(inputs[layer], delta)
+        if layer > 0:
+            delta = (delta @ layers[layer][0]) * slopes[layer - 1].unsqueeze(1)
+    return kernel
+
+
+def layer_term(h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """(h hᵀ + 1) ⊗ (Δ Δᵀ) for one layer, laid out as (i, a) × (j, b)."""
+    n, k, _ = delta.shape
+    gram = h @ h.T + 1.0
+    d = delta.reshape(n * k, -1)
+    return gram.repeat_interleave(k, 0).repeat_interleave(k, 1) * (d @ d.T)
+
+
+def jacobian(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """J (n·k × P) in float64 by torch.func, `chunk` inputs at a time."""
+    params = {name: p.detach().double() for name, p in model.named_parameters()}
+    buffers = {name: b.double() if b.is_floating_point() else b for name, b in model.named_buffers()}
+
+    def f(p: dict, xi: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, (p, buffers), (xi.unsqueeze(0),)).reshape(-1)
+
+    per_input = vmap(jacrev(f), in_dims=(None, 0))
+    rows = []
+    for part in x.double().split(chunk):
+        jac = per_input(params, part)  # name -> (c, k, *shape)
+        c, k = part.shape[0], next(iter(jac.values())).shape[1]
+        rows.append(torch.cat([j.reshape(c * k, -1) for j in jac.values()], dim=1))
+    return torch.cat(rows)
+
+
+def jacobian_ntk(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    j = jacobian(model, x, chunk)
+    return j @ j.T
+
+
+def lambda_min(kernel: torch.Tensor) -> float:
+    return float(torch.linalg.eigvalsh(kernel.double())[0])

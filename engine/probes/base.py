@@ -1,0 +1,38 @@
+"""The common shape of a diagnostic: its names, its schedule, and how it is measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainState:
+    """What a probe may read at one epoch: θ_t after the forward/backward pass, before the step."""
+
+    model: nn.Module
+    epoch: int
+    loss: torch.Tensor  # L(θ_t) on the full training set, a 0-d tensor
+    theta0: list[torch.Tensor]  # θ_0, one tensor per parameter
+
+
+class Probe:
+    """One diagnostic. `every` is its cadence in epochs; the last epoch is always measured.
+
+    `per_epoch` probes form the trajectory's epoch series (loss, grad_sq); the others form its
+    probe series (drift, ntk_lambda_min) at the probe cadence.
+    """
+
+    names: tuple[str, ...] = ()
+    per_epoch = False
+
+    def __init__(self, every: int = 1):
+        self.every = every
+
+    def due(self, epoch: int, last_epoch: int) -> bool:
+        return epoch % self.every == 0 or epoch == last_epoch
+
+    def measure(self, state: TrainState) -> dict[str, torch.Tensor | float]:
+        raise NotImplementedError

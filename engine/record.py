@@ -1,0 +1,254 @@
+"""TOML records: one directory per run, `record.toml` rewritten atomically while the run is
+live and final at its end; read back; found again under a results directory.
+
+Tables (DESIGN.md §5): [run] [spec] [environment] [status] [summary] [trajectory].
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from engine import analysis
+from engine.errors import ConfigError, LplrError
+from engine.events import RUNNING, EpochMeasured, ProbeMeasured, RunFinished, RunStarted
+from engine.trajectory import Trajectory
+
+RECORD_NAME = "record.toml"
+
+
+@dataclass
+class Record:
+    run: dict = field(default_factory=dict)  # plan, index, of, label
+    spec: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)  # state, reason, epochs_done
+    summary: dict = field(default_factory=dict)
+    trajectory: Trajectory = field(default_factory=Trajectory)
+    path: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "run": self.run,
+            "spec": self.spec,
+            "environment": self.environment,
+            "status": self.status,
+            "summary": self.summary,
+            "trajectory": self.trajectory.to_dict(),
+        }
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "")
+
+    @property
+    def label(self) -> str:
+        return self.run.get("label", "")
+
+    def reanalyse(self) -> dict:
+        """The summary recomputed from the stored trajectory alone."""
+        stable = self.spec.get("analysis", {})
+        return analysis.summarize(
+            self.trajectory,
+            self.summary.get("params", 0),
+            stable.get("stable_from", 0.1),
+            stable.get("stable_to", 0.9),
+            final=self.state == "finished",
+        )
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    """Write TOML so that a reader (or a kill -9) only ever sees a whole file."""
+    text = dumps(data)
+    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(data: dict) -> str:
+    """TOML text; the trajectory's long arrays go several values to a line, not one."""
+    head = {k: v for k, v in data.items() if k != "trajectory"}
+    text = tomli_w.dumps(plain(head))
+    if "trajectory" in data:
+        lines = [f"{name} = {toml_array(values)}" for name, values in data["trajectory"].items()]
+        text += "\n[trajectory]\n" + "\n".join(lines) + "\n"
+    return text
+
+
+def toml_array(values: list, per_line: int = 8) -> str:
+    items = [toml_number(v) for v in values]
+    rows = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    if len(rows) <= 1:
+        return "[" + "".join(rows) + "]"
+    return "[\n    " + ",\n    ".join(rows) + ",\n]"
+
+
+def toml_number(value: object) -> str:
+    value = plain(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)  # repr: exact round trip, inf -> inf
+    return str(value)
+
+
+def plain(value: object) -> object:
+    """Only what tomli-w can write: str keys, Python numbers, no None."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or isinstance(value, (str, int)):
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return plain(value.item())
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def read_record(path: str | Path) -> Record:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LplrError(f"no record at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LplrError(f"{path} is not a valid record: {exc}") from None
+    return Record(
+        run=raw.get("run", {}),
+        spec=raw.get("spec", {}),
+        environment=raw.get("environment", {}),
+        status=raw.get("status", {}),
+        summary=raw.get("summary", {}),
+        trajectory=Trajectory.from_dict(raw.get("trajectory", {})),
+        path=path,
+    )
+
+
+def find_records(paths: list[str | Path]) -> list[Path]:
+    """record.toml files named directly or found under the given directories, oldest first."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif (p / RECORD_NAME).is_file():
+            found.append(p / RECORD_NAME)
+        elif p.is_dir():
+            found += sorted(p.glob(f"*/{RECORD_NAME}"))
+        else:
+            raise LplrError(f"no record at {p}: give a record.toml, a run directory or a results directory")
+    return found
+
+
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError("--results", str(results_dir), f"must be a writable directory ({exc.strerror})") from None
+
+
+def new_run_dir(results_dir: Path, plan: str, index: int, label: str) -> Path:
+    """A fresh directory that sorts by start time; an existing one is never reused."""
+    slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{plan}-{index + 1:02d}-{label}".replace("η", "lr")).strip("_")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        path = results_dir / (f"{stamp}-{slug}" + (f"-{attempt + 1}" if attempt else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise LplrError(f"cannot make a new run directory under {results_dir}")
+
+
+# ---------------------------------------------------------------- the writer
+
+
+class RecordWriter:
+    """A consumer of the event stream that keeps each run's record.toml current."""
+
+    def __init__(self, plan: str, write_interval: float = 5.0):
+        self.plan = plan
+        self.write_interval = write_interval
+        self.records: dict[int, Record] = {}
+        self.last_write: dict[int, float] = {}
+        self.paths: list[Path] = []
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, RunStarted) and event.run_dir:
+            self.start(event)
+        elif isinstance(event, (EpochMeasured, ProbeMeasured)) and event.run in self.records:
+            self.records[event.run].trajectory.add(event)
+            if time.monotonic() - self.last_write[event.run] >= self.write_interval:
+                self.write(event.run)
+        elif isinstance(event, RunFinished) and event.run in self.records:
+            self.finish(event)
+
+    def start(self, event: RunStarted) -> None:
+        record = Record(
+            run={"plan": self.plan, "index": event.run + 1, "of": event.of, "label": event.label},
+            spec=event.spec,
+            environment=dict(event.environment),
+            status={"state": RUNNING, "reason": "", "epochs_done": 0},
+            summary={"params": event.params},
+            path=Path(event.run_dir) / RECORD_NAME,
+        )
+        self.records[event.run] = record
+        self.paths.append(record.path)
+        self.write(event.run)
+
+    def finish(self, event: RunFinished) -> None:
+        record = self.records[event.run]
+        record.status = {"state": event.state, "reason": event.reason, "epochs_done": event.epochs_done}
+        record.summary = dict(event.summary)
+        record.environment["finished"] = event.finished
+        self.write(event.run)
+
+    def write(self, run: int) -> None:
+        record = self.records[run]
+        if record.status["state"] == RUNNING and record.trajectory.epoch:
+            record.status["epochs_done"] = record.trajectory.epoch[-1]
+        write_atomic(record.path, record.to_dict())
+        self.last_write[run] = time.monotonic()
+
+
+def same_summary(a: dict, b: dict, rel: float = 1e-12) -> bool:
+    """Summaries equal up to float rounding, NaN equal to NaN."""
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, float) or isinstance(y, float):
+            if math.isnan(x) and math.isnan(y):
+                continue
+            if not math.isclose(x, y, rel_tol=rel, abs_tol=0.0):
+                return False
+        elif x != y:
+            return False
+    return True

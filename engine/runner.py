@@ -1,0 +1,192 @@
+"""Runs a plan (one or many runs) on a background thread and feeds a queue.Queue of events.
+
+Every event goes first to the sinks (the record writer), on the training thread, so records
+stay current whether or not anyone drains the queue; then onto the queue for the UI or the
+progress bar. Cancel is the only signal that travels upstream.
+"""
+
+from __future__ import annotations
+
+import platform
+import queue
+import threading
+import traceback
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from engine import analysis
+from engine.config import Spec, plan_runs
+from engine.data import Dataset, load_data
+from engine.errors import ConfigError
+from engine.events import (
+    FAILED, FINISHED, INTERRUPTED, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured,
+    RunFinished, RunStarted,
+)
+from engine.models import build_model, count_params
+from engine.record import RecordWriter, check_writable, new_run_dir
+from engine.train import Outcome, train
+from engine.trajectory import Trajectory
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when there is one; a cuda device that is absent is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", name, 'CUDA is not available on this machine; allowed: "auto" or "cpu"')
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError("train.device", name, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def version() -> str:
+    try:
+        return metadata.version("lplr-tui")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def environment(device: torch.device, data: Dataset) -> dict:
+    return {
+        "lplr_tui": version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "data_source": data.source,
+        "data_detail": data.detail,
+        "started": now(),
+        "finished": "",
+    }
+
+
+class Runner:
+    """`preflight()` (raises what the user must fix), `start()`, then drain `events`."""
+
+    def __init__(self, spec: Spec, results_dir: str | Path | None = None):
+        self.spec = spec
+        self.runs = plan_runs(spec)
+        self.results_dir = Path(results_dir).expanduser() if results_dir else None
+        self.events: queue.Queue = queue.Queue()
+        self.writer = RecordWriter(spec.name, spec.record.write_interval) if self.results_dir else None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="lplr-runner", daemon=True)
+        self._data: dict = {}
+        self._devices: list[torch.device] = []
+        self._trajectory = Trajectory()
+
+    # ------------------------------------------------------------ control
+
+    def preflight(self) -> None:
+        """Everything that can fail on bad input, before any run starts."""
+        self._devices = [resolve_device(run.train.device) for run in self.runs]
+        if self.results_dir is not None:
+            check_writable(self.results_dir)
+        for run in self.runs:
+            if run.data not in self._data:
+                self._data[run.data] = load_data(run.data)
+
+    def start(self) -> None:
+        if not self._devices:
+            self.preflight()
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def iter_events(self, poll: float = 0.1) -> Iterator[object]:
+        """Events until PlanFinished; wakes every `poll` s so Ctrl-C reaches the caller."""
+        while True:
+            try:
+                event = self.events.get(timeout=poll)
+            except queue.Empty:
+                continue
+            yield event
+            if isinstance(event, PlanFinished):
+                return
+
+    @property
+    def record_paths(self) -> list[Path]:
+        return list(self.writer.paths) if self.writer else []
+
+    # ------------------------------------------------------------ the thread
+
+    def _emit(self, event: object) -> None:
+        if isinstance(event, (EpochMeasured, ProbeMeasured)):
+            self._trajectory.add(event)
+        if self.writer is not None:
+            self.writer.handle(event)
+        self.events.put(event)
+
+    def _main(self) -> None:
+        final = PlanFinished(FINISHED)
+        try:
+            self._emit(PlanStarted(self.spec.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs)))
+            for index, run in enumerate(self.runs):
+                if self.cancelled:
+                    break
+                self._run_one(index, run)
+            if self.cancelled:
+                final = PlanFinished(INTERRUPTED, "cancelled by the user")
+        except BaseException as exc:  # a sink failed (disk full?): say so instead of hanging consumers
+            final = PlanFinished(FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.events.put(final)
+
+    def _run_one(self, index: int, spec: Spec) -> None:
+        device = self._devices[index]
+        data = self._data[spec.data].to(device)
+        model = build_model(spec).to(device)
+        params = count_params(model)
+        run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else ""
+        self._trajectory = Trajectory()
+        self._emit(RunStarted(index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir)))
+        try:
+            outcome = train(model, spec, data, self._emit, self._cancel, index)
+        except Exception as exc:
+            last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
+            outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
+        summary = analysis.summarize(
+            self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to, final=outcome.state == FINISHED
+        )
+        self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now()))
+
+
+def where(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"

@@ -1,0 +1,89 @@
+"""Full-batch gradient descent that reports what its probes measure, as events.
+
+One epoch = one GD step on all N inputs. Epoch t measures θ_t (after t steps) and then steps,
+so epochs 0..E give E steps and the last measurement is the final θ_E.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from engine.config import Spec
+from engine.data import Dataset
+from engine.events import DIVERGED, FINISHED, INTERRUPTED, EpochMeasured, ProbeMeasured
+from engine.probes import Probe, TrainState, build_probes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    reason: str
+    epochs_done: int
+
+
+def squared_loss(model: nn.Module, data: Dataset) -> torch.Tensor:
+    """L = (1/2N) Σ_i ‖f(x_i) − y_i‖²."""
+    residual = model(data.x) - data.y
+    return 0.5 * residual.pow(2).sum() / data.n
+
+
+def train(
+    model: nn.Module,
+    spec: Spec,
+    data: Dataset,
+    emit: Callable[[object], None],
+    cancel: threading.Event,
+    run: int = 0,
+) -> Outcome:
+    theta0 = [p.detach().clone() for p in model.parameters()]
+    probes = build_probes(spec, data)
+    optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr)
+    last = spec.train.epochs
+    first_loss = math.nan
+    for epoch in range(last + 1):
+        if cancel.is_set():
+            return Outcome(INTERRUPTED, f"cancelled by the user at epoch {epoch}", epoch)
+        optimiser.zero_grad(set_to_none=True)
+        loss = squared_loss(model, data)
+        loss.backward()
+        values = measure(probes, TrainState(model, epoch, loss, theta0), emit, run, last)
+        first_loss = values["loss"] if epoch == 0 else first_loss
+        why = divergence(values["loss"], first_loss, spec.train.diverge_factor)
+        if why:
+            return Outcome(DIVERGED, f"{why} at epoch {epoch}", epoch)
+        if epoch < last:
+            optimiser.step()
+    return Outcome(FINISHED, "", last)
+
+
+def measure(probes: list[Probe], state: TrainState, emit: Callable, run: int, last: int) -> dict:
+    """Run the probes due at this epoch: the epoch series is emitted before the probe series
+    is measured, so a probe that fails loses only its own values."""
+    per_epoch = run_due([p for p in probes if p.per_epoch], state, last)
+    emit(EpochMeasured(run, state.epoch, per_epoch["loss"], per_epoch["grad_sq"]))
+    per_probe = run_due([p for p in probes if not p.per_epoch], state, last)
+    if per_probe:
+        emit(ProbeMeasured(run, state.epoch, per_probe))
+    return per_epoch
+
+
+def run_due(probes: list[Probe], state: TrainState, last: int) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for probe in probes:
+        if probe.due(state.epoch, last):
+            values.update({k: float(v) for k, v in probe.measure(state).items()})
+    return values
+
+
+def divergence(loss: float, first_loss: float, factor: float) -> str:
+    if not math.isfinite(loss):
+        return f"loss became {loss}"
+    if math.isfinite(first_loss) and loss > factor * first_loss:
+        return f"loss {loss:.3g} exceeded {factor:g} × the initial loss {first_loss:.3g}"
+    return ""

@@ -1,0 +1,3 @@
+from lplr_tui.cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""The headless run's display: a rich progress bar per run on a terminal, plain periodic
+lines otherwise (logs, `nohup`, CI). Both consume engine events and compute nothing."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from engine.events import EpochMeasured, PlanStarted, ProbeMeasured, RunFinished, RunStarted
+
+MARKS = {"finished": "[green]✓[/]", "diverged": "[red]✗ diverged[/]", "interrupted": "[yellow]■ interrupted[/]", "failed": "[red]✗ failed[/]"}
+
+
+def num(value: float | None) -> str:
+    if value is None:
+        return "…"
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class BarDisplay:
+    """One rich progress bar per run: epoch, loss, latest λ_min, elapsed, ETA."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("epochs  loss {task.fields[loss]}  λ_min {task.fields[lam]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[int, int] = {}
+
+    def __enter__(self) -> "BarDisplay":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, RunStarted):
+            self.tasks[event.run] = self.progress.add_task(
+                f"run {event.run + 1}/{event.of} {event.label}", total=event.spec["train"]["epochs"], loss="…", lam="…"
+            )
+        elif isinstance(event, EpochMeasured):
+            self.progress.update(self.tasks[event.run], completed=event.epoch, loss=num(event.loss))
+        elif isinstance(event, ProbeMeasured):
+            self.progress.update(self.tasks[event.run], lam=num(event.values.get("ntk_lambda_min")))
+        elif isinstance(event, RunFinished):
+            task = self.tasks[event.run]
+            description = self.progress.tasks[task].description
+            self.progress.update(task, description=f"{description} {MARKS.get(event.state, event.state)}")
+            self.progress.stop_task(task)
+
+
+class LineDisplay:
+    """A line per run start and end, and one every `every` seconds in between."""
+
+    def __init__(self, console: Console, every: float = 10.0):
+        self.console = console
+        self.every = every
+        self.started = 0.0
+        self.last_line = 0.0
+        self.label = ""
+        self.total = 0
+        self.lam: float | None = None
+
+    def __enter__(self) -> "LineDisplay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, PlanStarted):
+            self.say(f"plan {event.name}: {len(event.labels)} run(s)")
+        elif isinstance(event, RunStarted):
+            self.started = self.last_line = time.monotonic()
+            self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec["train"]["epochs"], None
+            where = f", record in {event.run_dir}" if event.run_dir else ""
+            self.say(f"{self.label}: started on {event.environment['device']} ({event.params:,} parameters{where})")
+        elif isinstance(event, ProbeMeasured):
+            self.lam = event.values.get("ntk_lambda_min")
+        elif isinstance(event, EpochMeasured):
+            now = time.monotonic()
+            if now - self.last_line >= self.every:
+                self.last_line = now
+                self.say(self.line(event, now - self.started))
+        elif isinstance(event, RunFinished):
+            elapsed = clock(time.monotonic() - self.started)
+            extra = f": {event.reason}" if event.reason else ""
+            self.say(f"{self.label}: {event.state} after {event.epochs_done} epochs in {elapsed}{extra}")
+
+    def line(self, event: EpochMeasured, elapsed: float) -> str:
+        done = max(event.epoch, 1)
+        eta = elapsed / done * (self.total - event.epoch)
+        return (
+            f"{self.label}: epoch {event.epoch}/{self.total}  loss {num(event.loss)}  "
+            f"λ_min {num(self.lam)}  elapsed {clock(elapsed)}  ETA {clock(eta)}"
+        )
+
+
+def display_for(console: Console) -> BarDisplay | LineDisplay:
+    return BarDisplay(console) if console.is_terminal else LineDisplay(console)

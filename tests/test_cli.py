@@ -1,0 +1,115 @@
+"""The `lplr-tui` command as a user runs it: a real subprocess, no terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.record import find_records, read_record
+
+SCRIPT = Path(sys.executable).with_name("lplr-tui")
+
+
+def lplr(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "lplr_tui"]
+    return subprocess.run(command + list(args), capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def short(data_root, tmp_path):
+    """Arguments for a short run with the test data root and a fresh results directory."""
+    return ["--data-dir", data_root, "--results", str(tmp_path / "results"), "--device", "cpu"]
+
+
+def test_mnist_run_prints_progress_table_1_and_record_paths(short, tmp_path):
+    done = lplr("run", "--preset", "mnist", "--set", "train.epochs=30", "--set", "probes.ntk_subset=20", *short)
+    assert done.returncode == 0, done.stderr
+    assert "run 1/1 m=128 η=1e-3: finished after 30 epochs" in done.stdout
+    assert "Table 1" in done.stdout and "150,145" in done.stdout
+    (path,) = find_records([tmp_path / "results"])
+    assert str(path) in done.stdout
+    assert read_record(path).state == "finished"
+
+
+def test_ablation_preset_writes_five_records(short, tmp_path):
+    done = lplr("run", "--preset", "ablation", "--set", "train.epochs=2", *short)
+    assert done.returncode == 0, done.stderr
+    records = [read_record(p) for p in find_records([tmp_path / "results"])]
+    assert [r.summary["params"] for r in records] == [150_145, 398_593, 1_190_401, 3_953_665, 3_953_665]
+    assert [r.run["index"] for r in records] == [1, 2, 3, 4, 5]
+    assert all(r.state == "finished" and r.trajectory.epoch == [0, 1, 2] for r in records)
+    assert "m=1024 η=2.5e-4" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--set", "optim.lr=-1"], ["optim.lr = -1", "must be > 0"]),
+        (["--set", "optim.lrr=1"], ['did you mean "optim.lr"']),
+        (["--set", "train.epochs"], ["--set", "table.key=value"]),
+        (["--device", "gpu"], ['train.device = "gpu"']),
+        (["--set", "probes.ntk_subset=5000"], ["probes.ntk_subset = 5000", "<= data.n_train"]),
+    ],
+)
+def test_bad_input_is_one_message_and_exit_2(short, tmp_path, args, words):
+    done = lplr("run", "--preset", "mnist", *short, *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) <= 2
+    for word in words:
+        assert word in done.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_unknown_preset_lists_the_known_ones(short):
+    done = lplr("run", "--preset", "mnsit", *short)
+    assert done.returncode == 2 and "known presets: ablation, mnist" in done.stderr
+
+
+def test_unwritable_results_directory(data_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = lplr("run", "--preset", "mnist", "--data-dir", data_root, "--results", str(blocker / "results"))
+    assert done.returncode == 2 and "--results" in done.stderr and "writable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_presets_lists_bundled_and_working_directory_presets(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "mine.toml").write_text('description = "my own experiment"\n')
+    done = lplr("presets", cwd=tmp_path)
+    assert done.returncode == 0
+    for word in ("mnist", "ablation", "Paper §6.2", "mine", "my own experiment"):
+        assert word in done.stdout
+
+
+def test_summary_reads_records_back(short, tmp_path):
+    lplr("run", "--preset", "mnist", "--set", "train.epochs=10", "--set", "probes.ntk_subset=10", *short)
+    done = lplr("summary", str(tmp_path / "results"))
+    assert done.returncode == 0 and "m=128 η=1e-3" in done.stdout and "150,145" in done.stdout
+    missing = lplr("summary", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no record" in missing.stderr
+
+
+def test_ctrl_c_stops_the_run_and_the_record_says_interrupted(short, tmp_path):
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "lplr_tui"]
+    proc = subprocess.Popen(
+        command + ["run", "--preset", "mnist", "--set", "probes.ntk_subset=10", *short],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((tmp_path / "results").glob("*/record.toml")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    record = read_record(find_records([tmp_path / "results"])[0])
+    assert record.state == "interrupted" and record.status["epochs_done"] > 0
+    assert "interrupted" in out
