@@ -101,3 +101,21 @@ def summarize(traj: Trajectory, params: int, stable_from: float, stable_to: floa
         "stable_from": window[0],
         "stable_to": window[1],
     }
+
+
+def live_series(traj: Trajectory, final: bool) -> dict:
+    """What a dashboard draws for one run: subopt and PL ratio every epoch against the L*
+    proxy (provisional unless `final`), drift and λ_min at the probe epochs."""
+    a = traj.arrays()
+    l_star = terminal_loss(a["loss"], final)
+    return {
+        "epoch": a["epoch"],
+        "loss": a["loss"],
+        "subopt": suboptimality(a["loss"], l_star),
+        "pl_ratio": pl_ratio(a["grad_sq"], a["loss"], l_star),
+        "l_star": l_star,
+        "l_star_provisional": not final,
+        "probe_epoch": a["probe_epoch"],
+        "drift": a["drift"],
+        "ntk_lambda_min": a["ntk_lambda_min"],
+    }
