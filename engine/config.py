@@ -173,12 +173,17 @@ def preset_dirs() -> list[Path]:
     return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]]
 
 
+PAPER_ORDER = ("mnist", "ablation", "cifar")
+
+
 def available_presets() -> dict[str, Path]:
+    """name -> path; the paper's experiments first, in its order, then the rest by name."""
     found: dict[str, Path] = {}
     for d in reversed(preset_dirs()):
         for p in sorted(d.glob("*.toml")):
             found[p.stem] = p
-    return dict(sorted(found.items()))
+    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
+    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
 
 
 def find_preset(name_or_path: str) -> Path:
@@ -305,12 +310,11 @@ def build_table(table: str, values: Any, where: str) -> Any:
         dotted = f"{table}.{name}"
         if name not in fields:
             raise unknown_key(dotted, value, where)
-        f = fields[name]
-        value = coerce(dotted, value, types[name], where)
-        rule: Rule | None = f.metadata.get("rule")
-        if rule is not None and not rule.check(value):
-            raise ConfigError(dotted, value, rule.allowed, where)
-        kwargs[name] = value
+        typed = coerce(dotted, value, types[name], where)
+        rule: Rule | None = fields[name].metadata.get("rule")
+        if rule is not None and not rule.check(typed):
+            raise ConfigError(dotted, value, rule.allowed, where)  # the value as the user wrote it
+        kwargs[name] = typed
     return cls(**kwargs)
 
 

@@ -13,7 +13,12 @@ class ConfigError(LplrError):
     def __init__(self, key: str, value: object, allowed: str, where: str = ""):
         self.key, self.value, self.allowed, self.where = key, value, allowed, where
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}{key} = {show_value(value)}: {allowed}")
+        super().__init__(prefix + self.bare)
+
+    @property
+    def bare(self) -> str:
+        """The message without saying where the value came from."""
+        return f"{self.key} = {show_value(self.value)}: {self.allowed}"
 
 
 class DataError(LplrError):

@@ -45,9 +45,35 @@ def user_errors(fn: Callable) -> Callable:
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context) -> None:
-    if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help(), markup=False)
+@user_errors
+def root(
+    ctx: typer.Context,
+    results: Path = typer.Option(Path("results"), "--results", "-r", help="where the app writes run directories"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
+    device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N" (sets train.device)'),
+) -> None:
+    """With no command: the app. Pick an experiment, watch its four diagnostics live."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        err.print("needs a terminal: use ssh -t, or lplr-tui run")
+        raise typer.Exit(2)
+    from lplr_tui.app import LplrApp  # textual loads only for the app
+
+    tui = LplrApp(results, common_overrides(data_dir, device))
+    try:
+        tui.run()
+    finally:  # whatever ended the app, the run's record must say so
+        tui.stop_runner()
+
+
+def common_overrides(data_dir: Optional[str], device: Optional[str]) -> dict:
+    values = {}
+    if data_dir is not None:
+        values["data.root"] = data_dir
+    if device is not None:
+        values["train.device"] = device
+    return values
 
 
 @app.command()
@@ -60,11 +86,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N" (sets train.device)'),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
-    values = dict(parse_override(o) for o in overrides)
-    if data_dir is not None:
-        values["data.root"] = data_dir
-    if device is not None:
-        values["train.device"] = device
+    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
     runner = Runner(load_spec(preset, values), results)
     runner.preflight()
     final = drive(runner)

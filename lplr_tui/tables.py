@@ -37,38 +37,43 @@ def cell(value: object, fmt: str) -> str:
     return format(value, fmt)
 
 
-def row_values(record: Record) -> dict:
-    summary = record.summary
-    state = record.state
-    if summary.get("l_star_provisional") and state != "running":
+def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
+    if summary.get("l_star_provisional") and state not in ("running", "finished"):
         state += " (L* provisional)"
-    return {
-        **summary,
-        "label": record.label,
-        "width": record.spec.get("model", {}).get("width", ""),
-        "state": state,
-    }
+    return {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state}
+
+
+def columns_for(states: list[str]) -> list[tuple[str, str, str]]:
+    """Table 1's columns; the state column earns its place only when some run did not finish."""
+    return [c for c in TABLE1 if c[1] != "state" or any(s != "finished" for s in states)]
+
+
+def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
+    return [cell(values.get(key), fmt) for _, key, fmt in columns]
 
 
 def table1(records: list[Record], title: str = "Table 1") -> Table:
+    return table1_from_rows(title, [(r.label, r.spec, r.summary, r.state) for r in records])
+
+
+def table1_from_rows(title: str, rows: list[tuple[str, dict, dict, str]]) -> Table:
+    """rows: (label, spec, summary, state) per run."""
     table = Table(
         title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
-        caption=CAPTION.format(regime=regimes(records)), caption_justify="left",
+        caption=CAPTION.format(regime=regimes([summary for _, _, summary, _ in rows])), caption_justify="left",
     )
-    # the state column earns its place only when some run did not finish
-    columns = [c for c in TABLE1 if c[1] != "state" or any(r.state != "finished" for r in records)]
+    columns = columns_for([state for *_, state in rows])
     for header, _, fmt in columns:
         text = fmt == "s"
         table.add_column(
             header, justify="left" if text else "right", overflow="fold", no_wrap=not text,
             min_width=6 if header == "run" else None,
         )
-    for record in records:
-        values = row_values(record)
-        table.add_row(*(cell(values.get(key), fmt) for _, key, fmt in columns))
+    for label, spec, summary, state in rows:
+        table.add_row(*row_cells(row_values(label, spec, summary, state), columns))
     return table
 
 
-def regimes(records: list[Record]) -> str:
-    windows = {(r.summary["stable_from"], r.summary["stable_to"]) for r in records if "stable_from" in r.summary}
+def regimes(summaries: list[dict]) -> str:
+    windows = {(s["stable_from"], s["stable_to"]) for s in summaries if "stable_from" in s}
     return (" (epochs " + ", ".join(f"{a}–{b}" for a, b in sorted(windows)) + ")") if windows else ""

@@ -69,7 +69,7 @@ def test_bad_input_is_one_message_and_exit_2(short, tmp_path, args, words):
 
 def test_unknown_preset_lists_the_known_ones(short):
     done = lplr("run", "--preset", "mnsit", *short)
-    assert done.returncode == 2 and "known presets: ablation, mnist" in done.stderr
+    assert done.returncode == 2 and "known presets: mnist, ablation" in done.stderr
 
 
 def test_unwritable_results_directory(data_root, tmp_path):
@@ -113,3 +113,9 @@ def test_ctrl_c_stops_the_run_and_the_record_says_interrupted(short, tmp_path):
     record = read_record(find_records([tmp_path / "results"])[0])
     assert record.state == "interrupted" and record.status["epochs_done"] > 0
     assert "interrupted" in out
+
+
+def test_the_app_without_a_terminal_says_how_to_get_one():
+    done = lplr()  # stdin and stdout are pipes here
+    assert done.returncode == 2
+    assert "needs a terminal: use ssh -t, or lplr-tui run" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,179 @@
+"""The live dashboard: a run list, four charts, a status bar. It reads the app's PlanView and
+redraws at a bounded rate; it computes nothing."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ListItem, ListView, Static
+
+from lplr_tui.components.chart import COLOURS, DiagnosticChart, Series
+from lplr_tui.plan_view import PlanView, RunView
+from lplr_tui.progress import clock, num
+
+MARKS = {"waiting": "·", "running": "▶", "finished": "✓", "diverged": "✗", "interrupted": "■", "failed": "✗"}
+REDRAW_EVERY = 0.25  # seconds: charts redraw at most 4 times a second
+
+# chart id, title, log axis, (x key, y key) in live_series
+CHARTS = [
+    ("chart-lambda", "λ_min (NTK subset)", False, ("probe_epoch", "ntk_lambda_min")),
+    ("chart-drift", "drift ‖θ_t − θ_0‖", False, ("probe_epoch", "drift")),
+    ("chart-pl", "PL ratio (log)", True, ("epoch", "pl_ratio")),
+    ("chart-subopt", "L − L*", True, ("epoch", "subopt")),
+]
+
+
+def run_line(run: RunView) -> str:
+    return f"{MARKS.get(run.state, '?')} {run.label}"
+
+
+def status_line(plan: PlanView) -> str:
+    run = plan.current
+    if run is None:
+        return "lplr-tui"
+    eta = plan.eta()
+    parts = [
+        f"{plan.name} run {run.index + 1}/{len(plan.runs)}: {run.label}" + ("" if plan.live else f" {plan.state}"),
+        f"epoch {run.epoch}/{run.epochs}",
+        f"loss {num(run.loss)}",
+        run.device or "…",
+        clock(plan.elapsed()) + (f" / ETA {clock(eta)}" if eta is not None else ""),
+    ]
+    if run.reason and run.state != "running":
+        parts.append(f"run {run.state}: {run.reason}")
+    return " · ".join(parts)
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("c", "cancel", "cancel"),
+        Binding("e", "export", "export"),
+        Binding("o", "overlay", "overlay"),
+        Binding("n", "next_run", "next run"),
+        Binding("p", "previous_run", "prev run"),
+        Binding("t", "table", "table"),
+        Binding("b", "back", "back", show=False),
+        Binding("question_mark", "app.help", "help"),
+        Binding("q", "app.quit_app", "quit"),
+    ]
+
+    def __init__(self, plan: PlanView):
+        super().__init__()
+        self.plan = plan
+        self.selected = 0
+        self.overlay = False
+        self.drawn_version = -1
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        with Horizontal():
+            with Vertical(id="runs-pane"):
+                yield Label("runs", classes="pane-title")
+                yield ListView(id="runs")
+                yield Static("[o] overlay: off", id="overlay-hint")
+            with Grid(id="charts"):
+                for chart_id, title, log, _ in CHARTS:
+                    yield DiagnosticChart(title, log=log, id=chart_id)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_EVERY, self.redraw)
+        self.redraw()
+
+    # ------------------------------------------------------------ drawing
+
+    def redraw(self, force: bool = False) -> None:
+        if self.plan.version == self.drawn_version and not force:
+            self.query_one("#status", Static).update(Text(status_line(self.plan)))  # the clock moves
+            return
+        self.drawn_version = self.plan.version
+        self.query_one("#status", Static).update(Text(status_line(self.plan)))
+        self.update_run_list()
+        self.update_charts()
+
+    def update_run_list(self) -> None:
+        view = self.query_one("#runs", ListView)
+        if len(view.children) != len(self.plan.runs):
+            view.clear()
+            view.extend(
+                ListItem(Label(Text(run_line(run)), id=f"run-label-{run.index}"), name=str(run.index)) for run in self.plan.runs
+            )
+            view.index = self.selected
+            return  # the new labels already say what is current
+        for run in self.plan.runs:
+            self.query_one(f"#run-label-{run.index}", Label).update(Text(run_line(run)))
+
+    def shown_runs(self) -> list[RunView]:
+        if not self.plan.runs:
+            return []
+        if self.overlay:
+            return [r for r in self.plan.runs if r.trajectory.epoch]
+        return [self.plan.runs[min(self.selected, len(self.plan.runs) - 1)]]
+
+    def update_charts(self) -> None:
+        runs = self.shown_runs()
+        data = [(run, run.series()) for run in runs]
+        for chart_id, _, _, (x_key, y_key) in CHARTS:
+            chart = self.query_one("#" + chart_id, DiagnosticChart)
+            series = [Series(run.label, s[x_key], s[y_key], COLOURS[run.index % len(COLOURS)]) for run, s in data]
+            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data))
+
+    @staticmethod
+    def stable_marks(runs: list[RunView]) -> list[float]:
+        """The stable regime, once a single run has ended and its summary says where it is."""
+        if len(runs) != 1 or "stable_from" not in runs[0].summary:
+            return []
+        return [runs[0].summary["stable_from"], runs[0].summary["stable_to"]]
+
+    @staticmethod
+    def note(chart_id: str, data: list) -> str:
+        if chart_id != "chart-subopt" or not data:
+            return ""
+        if any(s["l_star_provisional"] for _, s in data):
+            return "(log; L* provisional)"
+        if len(data) == 1 and math.isfinite(data[0][1]["l_star"]):
+            return f"(log; L* = final loss {data[0][1]['l_star']:.4g})"
+        return "(log; L* = final loss)"
+
+    # ------------------------------------------------------------ keys
+
+    @on(ListView.Highlighted, "#runs")
+    def run_highlighted(self, event: ListView.Highlighted) -> None:
+        if event.item is not None and int(event.item.name) != self.selected:
+            self.selected = int(event.item.name)
+            self.redraw(force=True)
+
+    def select_run(self, step: int) -> None:
+        if self.plan.runs:
+            self.selected = (self.selected + step) % len(self.plan.runs)
+            self.query_one("#runs", ListView).index = self.selected
+            self.redraw(force=True)
+
+    def action_next_run(self) -> None:
+        self.select_run(+1)
+
+    def action_previous_run(self) -> None:
+        self.select_run(-1)
+
+    def action_overlay(self) -> None:
+        self.overlay = not self.overlay
+        self.query_one("#overlay-hint", Static).update(f"[o] overlay: {'on' if self.overlay else 'off'}")
+        self.redraw(force=True)
+
+    def action_cancel(self) -> None:
+        self.app.cancel_plan()
+
+    def action_export(self) -> None:
+        self.app.export()
+
+    def action_table(self) -> None:
+        self.app.show_table()
+
+    def action_back(self) -> None:
+        self.app.back_to_picker()

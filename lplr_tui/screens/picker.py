@@ -1,0 +1,170 @@
+"""The first screen: the presets on the left; the selected one's description and main fields,
+editable, on the right; the same validation messages as the CLI, shown inline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, Static
+
+from engine.config import Spec, available_presets, load_spec, parse_override
+from engine.errors import ConfigError, LplrError
+
+# (the key the field edits, its label); "widths" edits model.width of every [[runs]] entry
+FIELDS = [
+    ("model.width", "width m"),
+    ("optim.lr", "step size η"),
+    ("train.epochs", "epochs"),
+    ("probes.every", "probe every (epochs)"),
+    ("train.device", "device"),
+    ("data.root", "data root"),
+]
+
+
+def field_id(key: str) -> str:
+    return "field-" + key.replace(".", "-")
+
+
+def widths_of(spec: Spec) -> list[int]:
+    return [entry.get("model", {}).get("width", spec.model.width) for entry in spec.runs]
+
+
+def field_values(spec: Spec) -> dict[str, str]:
+    width = ", ".join(map(str, widths_of(spec))) if spec.runs else str(spec.model.width)
+    return {
+        "model.width": width,
+        "optim.lr": f"{spec.optim.lr:g}",
+        "train.epochs": str(spec.train.epochs),
+        "probes.every": str(spec.probes.every),
+        "train.device": spec.train.device,
+        "data.root": spec.data.root,
+    }
+
+
+def overrides_from(spec: Spec, texts: dict[str, str]) -> dict:
+    """The fields' texts as load_spec overrides; a plan's widths go into its [[runs]]."""
+    values = {}
+    for key, text in texts.items():
+        if key == "model.width" and spec.runs:
+            continue
+        values.update([parse_override(f"{key}={text}")])
+    if spec.runs:
+        widths = parse_widths(texts["model.width"], len(spec.runs))
+        values["runs"] = [
+            {**entry, "model": {**entry.get("model", {}), "width": w}} for entry, w in zip(spec.runs, widths)
+        ]
+    return values
+
+
+def parse_widths(text: str, count: int) -> list:
+    parts = [p.strip() for p in text.replace(",", " ").split()]
+    try:
+        widths = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError("model.width", text, f"must be {count} integers, one per run, e.g. 128, 256") from None
+    if len(widths) != count:
+        raise ConfigError("model.width", text, f"must list {count} widths, one per run of the plan")
+    return widths
+
+
+class PickerScreen(Screen):
+    BINDINGS = [
+        Binding("s", "start", "start"),
+        Binding("question_mark", "app.help", "help"),
+        Binding("q", "app.quit_app", "quit"),
+    ]
+
+    def __init__(self, overrides: dict | None = None):
+        super().__init__()
+        self.presets: dict[str, Path] = available_presets()
+        self.base_overrides = overrides or {}
+        self.spec: Spec | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="preset-pane"):
+                yield Label("experiments", classes="pane-title")
+                yield ListView(*(ListItem(Label(name), name=name) for name in self.presets), id="presets")
+            with VerticalScroll(id="detail-pane", can_focus=False):
+                yield Static("", id="description")
+                for key, label in FIELDS:
+                    with Horizontal(classes="field"):
+                        yield Label(label, classes="field-label", id=field_id(key) + "-label")
+                        yield Input(id=field_id(key), classes="field-input")
+                    yield Static("", id=field_id(key) + "-error", classes="field-error")
+                yield Static("", id="form-error", classes="field-error")
+                yield Button("Start  (s)", id="start", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#presets", ListView).focus()
+        if self.presets:
+            self.select(next(iter(self.presets)))
+
+    @on(ListView.Highlighted, "#presets")
+    def highlighted(self, event: ListView.Highlighted) -> None:
+        if event.item is not None:
+            self.select(event.item.name)
+
+    def select(self, name: str) -> None:
+        self.clear_errors()
+        try:
+            self.spec = load_spec(str(self.presets[name]), self.base_overrides)
+        except LplrError as exc:
+            self.spec = None
+            self.show_error(exc)
+            return
+        self.query_one("#description", Static).update(f"[b]{escape(name)}[/b]\n\n{escape(self.spec.description)}")
+        label = "widths m (one per run)" if self.spec.runs else "width m"
+        self.query_one("#" + field_id("model.width") + "-label", Label).update(label)
+        for key, text in field_values(self.spec).items():
+            self.query_one("#" + field_id(key), Input).value = text
+
+    def clear_errors(self) -> None:
+        for widget in self.query(".field-error"):
+            widget.update("")
+            widget.display = False
+
+    def texts(self) -> dict[str, str]:
+        return {key: self.query_one("#" + field_id(key), Input).value for key, _ in FIELDS}
+
+    def checked_spec(self) -> Spec | None:
+        """The spec with the fields applied, or None with the error shown by its field."""
+        self.clear_errors()
+        if self.spec is None:
+            return None
+        try:
+            path = self.presets[self.query_one("#presets", ListView).highlighted_child.name]
+            return load_spec(str(path), {**self.base_overrides, **overrides_from(self.spec, self.texts())})
+        except ConfigError as exc:
+            self.show_error(exc)
+        return None
+
+    def show_error(self, exc: LplrError) -> None:
+        key = getattr(exc, "key", "")
+        target = f"#{field_id(key)}-error" if key in dict(FIELDS) else "#form-error"
+        widget = self.query_one(target, Static)
+        widget.update(Text(exc.bare if target != "#form-error" else str(exc)))
+        widget.display = True
+
+    @on(Input.Changed)
+    def changed(self) -> None:
+        self.checked_spec()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        spec = self.checked_spec()
+        if spec is None:
+            return
+        try:
+            self.app.start_plan(spec)
+        except LplrError as exc:
+            self.show_error(exc)
