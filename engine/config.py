@@ -61,6 +61,7 @@ DEVICE = Rule(
     'must be "auto", "cpu", "cuda" or "cuda:N"',
 )
 NON_EMPTY = Rule(lambda v: len(v) > 0, "must be a non-empty list of integers")
+WIDTHS = Rule(lambda v: len(v) > 0 and min(v) >= 1, "must be a non-empty list of integers >= 1")
 
 
 def key(default: Any, rule: Rule | None = None, doc: str = "") -> Any:
@@ -72,10 +73,13 @@ def key(default: Any, rule: Rule | None = None, doc: str = "") -> Any:
 # ---------------------------------------------------------------- the spec
 
 
+DEFAULT_ROOT = "~/.cache/lplr-tui/data"
+
+
 @dataclass(frozen=True)
 class DataSpec:
     source: str = key("mnist-3v8", one_of("mnist-3v8", "synthetic"))
-    root: str = key("~/.cache/lplr-tui/data", doc="where torchvision data and caches live")
+    root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live")
     download: bool = key(False, doc="let torchvision download MNIST when it is not under root")
     n_train: int = key(1000, at_least(2))
 
@@ -84,6 +88,7 @@ class DataSpec:
 class ModelSpec:
     kind: str = key("mlp", one_of("mlp"))
     width: int = key(128, at_least(1))
+    widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry)")
     depth: int = key(4, at_least(1), "number of hidden layers")
     beta: float = key(1.0, above(0), "Softplus sharpness")
 
@@ -92,6 +97,7 @@ class ModelSpec:
 class OptimSpec:
     kind: str = key("gd", one_of("gd"))
     lr: float = key(1e-3, above(0))
+    momentum: float = key(0.0, within(0.0, 1.0), "heavy-ball momentum; 0 is plain gradient descent")
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class TrainSpec:
     seeds: list[int] = key([0], NON_EMPTY)
     device: str = key("auto", DEVICE)
     diverge_factor: float = key(1e6, above(1), "loss above this multiple of the first loss: diverged")
+    checkpoint_every: int = key(500, at_least(0), "epochs between checkpoints (0: only when interrupted)")
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,8 @@ class Spec:
             out["label"] = self.label
         for table in TABLES:
             out[table] = dataclasses.asdict(getattr(self, table))
+        if not self.model.widths:  # unset: writing [] would read back as an error
+            del out["model"]["widths"]
         if self.runs:
             out["runs"] = [copy.deepcopy(r) for r in self.runs]
         return out
@@ -203,11 +212,22 @@ def find_preset(name_or_path: str) -> Path:
 
 def read_preset(path: Path) -> dict:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("preset", str(path), f"is not valid TOML: {exc}") from None
+        raise ConfigError("preset", str(path), f"is not valid TOML: {toml_problem(exc, text)}") from None
     except OSError as exc:
         raise ConfigError("preset", str(path), f"cannot be read: {exc.strerror}") from None
+
+
+def toml_problem(exc: Exception, text: str) -> str:
+    """tomllib's message, always with a line and column (it omits them at the end of a file)."""
+    message = str(exc)
+    if "(at end of document)" in message:
+        lines = text.split("\n")
+        where = f"(at line {len(lines)}, column {len(lines[-1]) + 1}: the end of the file)"
+        message = message.replace("(at end of document)", where)
+    return message
 
 
 def preset_description(path: Path) -> str:
@@ -389,20 +409,21 @@ def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) ->
 
 
 def plan_runs(spec: Spec) -> list[Spec]:
-    """One resolved spec per run: each `[[runs]]` entry x each seed."""
+    """One resolved spec per run: each `[[runs]]` entry x each of `model.widths` x each seed."""
     base = strip_plan(spec.to_dict())
-    entries = list(spec.runs) or [{}]
     several_seeds = len(spec.train.seeds) > 1
     out = []
-    for entry in entries:
-        for seed in spec.train.seeds:
-            raw = merge(base, entry)
-            raw["train"]["seeds"] = [seed]
-            run = validate(raw)
-            label = entry.get("label") or default_label(run)
-            if several_seeds:
-                label += f" seed={seed}"
-            out.append(dataclasses.replace(run, label=label))
+    for entry in list(spec.runs) or [{}]:
+        for width in spec.model.widths or [None]:
+            for seed in spec.train.seeds:
+                raw = merge(base, entry)
+                raw["model"].pop("widths", None)
+                if width is not None:
+                    raw["model"]["width"] = width
+                raw["train"]["seeds"] = [seed]
+                run = validate(raw)
+                label = (entry.get("label") if width is None else "") or default_label(run)
+                out.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.config import DataSpec
+from engine.config import DEFAULT_ROOT, DataSpec
 from engine.errors import DataError
 
 DIGITS = (3, 8)
@@ -57,6 +57,12 @@ def load_data(spec: DataSpec) -> Dataset:
     if spec.source == "synthetic":
         return synthetic(spec.n_train)
     root = Path(spec.root).expanduser()
+    if not root.is_dir() and spec.root != DEFAULT_ROOT and not spec.download:
+        # a root the user named but mistyped must not silently fall back to another source
+        raise DataError(
+            f'data.root = "{spec.root}": no such directory; allowed: an existing directory, '
+            "or data.download = true to fetch MNIST into it"
+        )
     images, labels, source, detail = mnist_digits(root, spec.download)
     return select_3v8(images, labels, spec.n_train, source, detail)
 

@@ -1,6 +1,6 @@
 """What the runner tells its consumers (record writer, progress bar, TUI), in order:
 
-PlanStarted, then per run RunStarted, EpochMeasured / ProbeMeasured ..., RunFinished,
+PlanStarted, then per run RunStarted, EpochMeasured / ProbeMeasured / Notice ..., RunFinished,
 and last PlanFinished. Values are plain Python numbers; NaN and inf are data.
 """
 
@@ -28,6 +28,8 @@ class RunStarted:
     params: int
     environment: dict
     run_dir: str  # "" when no records are written
+    resumed_from: int = 0  # the checkpoint's epoch when the run is resumed
+    trajectory: dict = field(default_factory=dict)  # what was measured before the resume
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,15 @@ class ProbeMeasured:
     run: int
     epoch: int
     values: dict = field(default_factory=dict)  # drift, ntk_lambda_min
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the record should say about a run at an epoch (a probe retried, failed...)."""
+
+    run: int
+    epoch: int
+    text: str
 
 
 @dataclass(frozen=True)

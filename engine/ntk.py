@@ -22,15 +22,19 @@ from engine.models import MLP
 SOFTPLUS_THRESHOLD = 20.0  # torch's default: above it softplus is the identity, slope 1
 
 
-def empirical_ntk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The n·k × n·k kernel, index (i, a) -> i·k + a, as float64 on x's device."""
+def empirical_ntk(model: nn.Module, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """The n·k × n·k kernel, index (i, a) -> i·k + a, as float64 on x's device.
+
+    `chunk` bounds how many inputs are processed at once (memory), not the result.
+    """
     if isinstance(model, MLP):
-        return mlp_ntk(model, x)
-    return jacobian_ntk(model, x)
+        return mlp_ntk(model, x, chunk)
+    return jacobian_ntk(model, x, chunk or 16)
 
 
 @torch.no_grad()
-def mlp_ntk(model: MLP, x: torch.Tensor) -> torch.Tensor:
+def mlp_features(model: MLP, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer l: (h_l, Δ_l) for the inputs x, in float64."""
     layers = [(l.weight.double(), l.bias.double()) for l in model.layers]
     beta = model.beta
     h = x.double().reshape(len(x), -1)
@@ -43,20 +47,28 @@ def mlp_ntk(model: MLP, x: torch.Tensor) -> torch.Tensor:
         inputs.append(h)
     n, k = len(x), layers[-1][0].shape[0]
     delta = torch.eye(k, dtype=torch.float64, device=h.device).expand(n, k, k)  # ∂f/∂z_out
-    kernel = torch.zeros(n * k, n * k, dtype=torch.float64, device=h.device)
+    features = []
     for layer in reversed(range(len(layers))):
-        kernel += layer_term(inputs[layer], delta)
+        features.append((inputs[layer], delta))
         if layer > 0:
             delta = (delta @ layers[layer][0]) * slopes[layer - 1].unsqueeze(1)
-    return kernel
+    return features
 
 
-def layer_term(h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """(h hᵀ + 1) ⊗ (Δ Δᵀ) for one layer, laid out as (i, a) × (j, b)."""
-    n, k, _ = delta.shape
-    gram = h @ h.T + 1.0
-    d = delta.reshape(n * k, -1)
-    return gram.repeat_interleave(k, 0).repeat_interleave(k, 1) * (d @ d.T)
+def cross_term(a: list, b: list) -> torch.Tensor:
+    """Σ_l (h_a h_bᵀ + 1) ⊗ (Δ_a Δ_bᵀ), laid out as (i, a) × (j, b)."""
+    total = None
+    for (ha, da), (hb, db) in zip(a, b):
+        k = da.shape[1]
+        gram = (ha @ hb.T + 1.0).repeat_interleave(k, 0).repeat_interleave(k, 1)
+        term = gram * (da.reshape(-1, da.shape[2]) @ db.reshape(-1, db.shape[2]).T)
+        total = term if total is None else total + term
+    return total
+
+
+def mlp_ntk(model: MLP, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    parts = [mlp_features(model, part) for part in x.split(chunk or len(x))]
+    return torch.cat([torch.cat([cross_term(a, b) for b in parts], dim=1) for a in parts], dim=0)
 
 
 def jacobian(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ else:  # pragma: no cover
 
 from engine import analysis
 from engine.errors import ConfigError, LplrError
-from engine.events import RUNNING, EpochMeasured, ProbeMeasured, RunFinished, RunStarted
+from engine.events import INTERRUPTED, RUNNING, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
 
 RECORD_NAME = "record.toml"
@@ -199,6 +200,8 @@ class RecordWriter:
         self.records: dict[int, Record] = {}
         self.last_write: dict[int, float] = {}
         self.paths: list[Path] = []
+        self.lock = threading.Lock()
+        self.closed = False  # after abandon(): the process is about to end, nothing more is written
 
     def handle(self, event: object) -> None:
         if isinstance(event, RunStarted) and event.run_dir:
@@ -207,6 +210,9 @@ class RecordWriter:
             self.records[event.run].trajectory.add(event)
             if time.monotonic() - self.last_write[event.run] >= self.write_interval:
                 self.write(event.run)
+        elif isinstance(event, Notice) and event.run in self.records:
+            self.records[event.run].status.setdefault("notes", []).append(f"epoch {event.epoch}: {event.text}")
+            self.write(event.run)
         elif isinstance(event, RunFinished) and event.run in self.records:
             self.finish(event)
 
@@ -215,27 +221,54 @@ class RecordWriter:
             run={"plan": self.plan, "index": event.run + 1, "of": event.of, "label": event.label},
             spec=event.spec,
             environment=dict(event.environment),
-            status={"state": RUNNING, "reason": "", "epochs_done": 0},
+            status={"state": RUNNING, "reason": "", "epochs_done": event.resumed_from},
             summary={"params": event.params},
+            trajectory=Trajectory.from_dict(event.trajectory),
             path=Path(event.run_dir) / RECORD_NAME,
         )
+        if event.resumed_from:
+            self.carry_over(record, read_record(record.path))
         self.records[event.run] = record
         self.paths.append(record.path)
         self.write(event.run)
 
+    @staticmethod
+    def carry_over(record: Record, before: Record) -> None:
+        """A resumed run keeps its place in the plan, its start time and its notes."""
+        record.run = before.run
+        resumed_at = record.environment["started"]
+        record.environment["started"] = before.environment.get("started", resumed_at)
+        record.environment["resumed"] = before.environment.get("resumed", []) + [resumed_at]
+        if before.status.get("notes"):
+            record.status["notes"] = list(before.status["notes"])
+
     def finish(self, event: RunFinished) -> None:
         record = self.records[event.run]
-        record.status = {"state": event.state, "reason": event.reason, "epochs_done": event.epochs_done}
+        record.status.update(state=event.state, reason=event.reason, epochs_done=event.epochs_done)
         record.summary = dict(event.summary)
         record.environment["finished"] = event.finished
         self.write(event.run)
 
     def write(self, run: int) -> None:
-        record = self.records[run]
-        if record.status["state"] == RUNNING and record.trajectory.epoch:
-            record.status["epochs_done"] = record.trajectory.epoch[-1]
-        write_atomic(record.path, record.to_dict())
-        self.last_write[run] = time.monotonic()
+        with self.lock:
+            if self.closed:
+                return
+            record = self.records[run]
+            if record.status["state"] == RUNNING and record.trajectory.epoch:
+                record.status["epochs_done"] = record.trajectory.epoch[-1]
+            write_atomic(record.path, record.to_dict())
+            self.last_write[run] = time.monotonic()
+
+    def abandon(self, reason: str) -> None:
+        """The process ends now: mark live records interrupted with what they hold, write no more."""
+        with self.lock:
+            self.closed = True
+            for record in self.records.values():
+                if record.status["state"] == RUNNING:
+                    record.status.update(state=INTERRUPTED, reason=reason)
+                    if record.trajectory.epoch:
+                        record.status["epochs_done"] = record.trajectory.epoch[-1]
+                    write_atomic(record.path, record.to_dict())
 
 
 def same_summary(a: dict, b: dict, rel: float = 1e-12) -> bool:

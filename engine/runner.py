@@ -7,6 +7,7 @@ progress bar. Cancel is the only signal that travels upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import queue
 import threading
@@ -20,15 +21,16 @@ import numpy as np
 import torch
 
 from engine import analysis
-from engine.config import Spec, plan_runs
+from engine.checkpoint import CHECKPOINT_NAME, Start, load_checkpoint, save_checkpoint
+from engine.config import Spec, plan_runs, validate
 from engine.data import Dataset, load_data
-from engine.errors import ConfigError
+from engine.errors import ConfigError, LplrError
 from engine.events import (
     FAILED, FINISHED, INTERRUPTED, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured,
     RunFinished, RunStarted,
 )
 from engine.models import build_model, count_params
-from engine.record import RecordWriter, check_writable, new_run_dir
+from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
 from engine.train import Outcome, train
 from engine.trajectory import Trajectory
 
@@ -99,6 +101,27 @@ class Runner:
         self._data: dict = {}
         self._devices: list[torch.device] = []
         self._trajectory = Trajectory()
+        self._resume: tuple[Path, Record] | None = None
+
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> "Runner":
+        """A runner that continues the run in `run_dir` from its checkpoint, in place."""
+        run_dir = Path(run_dir).expanduser()
+        record = read_record(run_dir)
+        if record.state == FINISHED:
+            raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
+        if not (run_dir / CHECKPOINT_NAME).is_file():
+            raise LplrError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
+        spec = validate(record.spec, str(record.path))
+        runner = cls(dataclasses.replace(spec, name=record.run.get("plan", spec.name)), run_dir.parent)
+        runner.runs = [dataclasses.replace(runner.runs[0], label=record.label or runner.runs[0].label)]
+        runner._resume = (run_dir, record)
+        return runner
+
+    def abandon(self, reason: str) -> None:
+        """For a process that must end at once: live records say interrupted, with what they hold."""
+        if self.writer is not None:
+            self.writer.abandon(reason)
 
     # ------------------------------------------------------------ control
 
@@ -171,13 +194,18 @@ class Runner:
     def _run_one(self, index: int, spec: Spec) -> None:
         device = self._devices[index]
         data = self._data[spec.data].to(device)
-        model = build_model(spec).to(device)
+        model = build_model(spec)
+        start, prior, run_dir = self._origin(index, spec, model)
+        model.to(device)
         params = count_params(model)
-        run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else ""
-        self._trajectory = Trajectory()
-        self._emit(RunStarted(index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir)))
+        self._trajectory = Trajectory.from_dict(prior.to_dict())
+        self._emit(RunStarted(
+            index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir or ""),
+            resumed_from=start.epoch, trajectory=prior.to_dict(),
+        ))
+        save = (lambda state: save_checkpoint(run_dir, state)) if run_dir else None
         try:
-            outcome = train(model, spec, data, self._emit, self._cancel, index)
+            outcome = train(model, spec, data, self._emit, self._cancel, index, start, save)
         except Exception as exc:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
@@ -185,6 +213,16 @@ class Runner:
             self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to, final=outcome.state == FINISHED
         )
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now()))
+
+    def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
+        """A fresh run (new directory, epoch 0) or the resumed one (its checkpoint, its past)."""
+        if self._resume is not None:
+            run_dir, record = self._resume
+            start = load_checkpoint(run_dir)
+            model.load_state_dict(start.model)
+            return start, record.trajectory.before(start.epoch), run_dir
+        run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
+        return Start(), Trajectory(), run_dir
 
 
 def where(exc: BaseException) -> str:

@@ -14,9 +14,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from engine.checkpoint import Start
 from engine.config import Spec
 from engine.data import Dataset
-from engine.events import DIVERGED, FINISHED, INTERRUPTED, EpochMeasured, ProbeMeasured
+from engine.events import DIVERGED, FINISHED, INTERRUPTED, EpochMeasured, Notice, ProbeMeasured
 from engine.probes import Probe, TrainState, build_probes
 
 
@@ -40,15 +41,35 @@ def train(
     emit: Callable[[object], None],
     cancel: threading.Event,
     run: int = 0,
+    start: Start | None = None,
+    save: Callable[[dict], None] | None = None,
 ) -> Outcome:
-    theta0 = [p.detach().clone() for p in model.parameters()]
+    """GD from `start` (a checkpoint, or epoch 0); `save` receives checkpoints: every
+    `train.checkpoint_every` epochs and when cancelled."""
+    start = start or Start()
+    device = data.x.device
+    theta0 = [t.to(device) for t in start.theta0] if start.theta0 else [p.detach().clone() for p in model.parameters()]
     probes = build_probes(spec, data)
-    optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr)
-    last = spec.train.epochs
-    first_loss = math.nan
-    for epoch in range(last + 1):
+    optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
+    if start.optimiser:
+        optimiser.load_state_dict(start.optimiser)
+    if start.rng is not None:
+        torch.set_rng_state(start.rng)
+    last, every = spec.train.epochs, spec.train.checkpoint_every
+    first_loss = start.first_loss
+    def snapshot(epoch: int) -> dict:  # θ_epoch, before this epoch's step
+        return {
+            "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+            "theta0": theta0, "first_loss": first_loss, "rng": torch.get_rng_state(),
+        }
+
+    for epoch in range(start.epoch, last + 1):
         if cancel.is_set():
-            return Outcome(INTERRUPTED, f"cancelled by the user at epoch {epoch}", epoch)
+            if save:
+                save(snapshot(epoch))
+            return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
+        if save and every and epoch % every == 0 and epoch > start.epoch:
+            save(snapshot(epoch))
         optimiser.zero_grad(set_to_none=True)
         loss = squared_loss(model, data)
         loss.backward()
@@ -70,6 +91,8 @@ def measure(probes: list[Probe], state: TrainState, emit: Callable, run: int, la
     per_probe = run_due([p for p in probes if not p.per_epoch], state, last)
     if per_probe:
         emit(ProbeMeasured(run, state.epoch, per_probe))
+    for text in state.notes:
+        emit(Notice(run, state.epoch, text))
     return per_epoch
 
 

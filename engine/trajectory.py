@@ -36,5 +36,14 @@ class Trajectory:
         names = {f.name for f in fields(cls)}
         return cls(**{k: list(v) for k, v in data.items() if k in names})
 
+    def before(self, epoch: int) -> "Trajectory":
+        """What was measured before `epoch` (a checkpoint's epoch)."""
+        keep = sum(e < epoch for e in self.epoch)
+        keep_probe = sum(e < epoch for e in self.probe_epoch)
+        return Trajectory(
+            self.epoch[:keep], self.loss[:keep], self.grad_sq[:keep],
+            self.probe_epoch[:keep_probe], self.drift[:keep_probe], self.ntk_lambda_min[:keep_probe],
+        )
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: np.asarray(getattr(self, f.name), dtype=float) for f in fields(self)}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -79,43 +81,71 @@ def common_overrides(data_dir: Optional[str], device: Optional[str]) -> dict:
 @app.command()
 @user_errors
 def run(
-    preset: str = typer.Option(..., "--preset", "-p", help="a preset name (see `lplr-tui presets`) or a path to a .toml"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="a preset name (see `lplr-tui presets`) or a path to a .toml"),
     overrides: List[str] = typer.Option([], "--set", "-s", help="override a preset key, e.g. --set train.epochs=300"),
     results: Path = typer.Option(Path("results"), "--results", "-r", help="where run directories are written"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N" (sets train.device)'),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from its directory"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
-    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
-    runner = Runner(load_spec(preset, values), results)
+    runner = resumed_runner(resume, preset, overrides, data_dir, device) if resume else new_runner(
+        preset, overrides, results, data_dir, device
+    )
     runner.preflight()
-    final = drive(runner)
+    final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
     out.print(table1(records, title=f"{runner.spec.name}: summary (Table 1)"))
     out.print("records:")
     for path in runner.record_paths:
         out.print(f"  {path}", markup=False)
-    raise typer.Exit(exit_code(final, records))
+    raise typer.Exit(code if code is not None else exit_code(final, records))
 
 
-def drive(runner: Runner) -> PlanFinished:
-    """Show the plan's progress until it ends; Ctrl-C cancels at the next epoch."""
+def new_runner(preset, overrides, results, data_dir, device) -> Runner:
+    if preset is None:
+        raise LplrError("--preset: missing; give a preset name or path (see `lplr-tui presets`), or --resume RUN_DIR")
+    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
+    return Runner(load_spec(preset, values), results)
+
+
+def resumed_runner(resume, preset, overrides, data_dir, device) -> Runner:
+    if preset or overrides or data_dir or device:
+        raise LplrError("--resume: continues a run exactly as it was specified; give no --preset, --set, --data-dir or --device")
+    return Runner.resume(resume)
+
+
+SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
+    """Show the plan's progress until it ends. A first SIGINT/SIGTERM/SIGHUP stops it at the next
+    epoch (checkpoint, record interrupted); a second ends the process at once, record still valid."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            runner.cancel()
+            err.print(f"{name}: stopping at the next epoch (checkpoint saved, record says interrupted); again to quit now")
+            return
+        runner.abandon(f"{name} twice: stopped at once, before the epoch ended")
+        os._exit(SIGNALS[received[0]])
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
     runner.start()
     final = PlanFinished(FAILED, "no events")
-    with display_for(out) as display:
-        events = runner.iter_events()
-        while True:
-            try:
-                for event in events:
-                    display.handle(event)
-                    final = event if isinstance(event, PlanFinished) else final
-                break
-            except KeyboardInterrupt:
-                runner.cancel()
-                err.print("cancelling: the run stops at the next epoch and its record says interrupted")
-                events = runner.iter_events()
-    runner.join()
-    return final
+    try:
+        with display_for(out) as display:
+            for event in runner.iter_events():
+                display.handle(event)
+                final = event if isinstance(event, PlanFinished) else final
+        runner.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return final, (SIGNALS[received[0]] if received else None)
 
 
 def exit_code(final: PlanFinished, records: list) -> int:

@@ -68,6 +68,7 @@ class PlanView:
             run = self.runs[event.run]
             run.state, run.started, run.device, run.run_dir = RUNNING, self.clock(), event.environment["device"], event.run_dir
             run.params, run.spec = event.params, event.spec
+            run.trajectory = Trajectory.from_dict(event.trajectory)  # a resumed run's past
         elif isinstance(event, (EpochMeasured, ProbeMeasured)):
             self.runs[event.run].trajectory.add(event)
         elif isinstance(event, RunFinished):

@@ -34,13 +34,22 @@ def cell(value: object, fmt: str) -> str:
         return "—"
     if isinstance(value, float) and math.isnan(value):
         return "—"
+    if isinstance(value, str) and fmt != "s":
+        return value
     return format(value, fmt)
 
 
+# a run that diverged or failed has no meaningful L*, so nothing computed from L* is shown
+FROM_L_STAR = ("l_star", "pl_min", "pl_median", "contraction")
+
+
 def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
-    if summary.get("l_star_provisional") and state not in ("running", "finished"):
-        state += " (L* provisional)"
-    return {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state}
+    values = {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state}
+    if state in ("diverged", "failed"):
+        values.update({key: state for key in FROM_L_STAR})
+    elif summary.get("l_star_provisional") and state != "running":
+        values["state"] = state + " (L* provisional)"
+    return values
 
 
 def columns_for(states: list[str]) -> list[tuple[str, str, str]]:

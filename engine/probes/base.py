@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ class TrainState:
     epoch: int
     loss: torch.Tensor  # L(θ_t) on the full training set, a 0-d tensor
     theta0: list[torch.Tensor]  # θ_0, one tensor per parameter
+    notes: list[str] = field(default_factory=list)  # what a probe wants the record to say
 
 
 class Probe:

@@ -1,0 +1,50 @@
+"""Checkpoints: everything a run needs to continue bit for bit (θ, θ_0, optimiser, RNG)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class Start:
+    """Where a run begins: epoch 0 with fresh θ_0, or a checkpoint's state."""
+
+    epoch: int = 0
+    theta0: list[torch.Tensor] | None = None
+    optimiser: dict | None = None
+    first_loss: float = float("nan")
+    rng: torch.Tensor | None = None
+    model: dict = field(default_factory=dict)
+
+
+def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
+    """Atomically: a kill during the save leaves the previous checkpoint intact."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> Start:
+    state = torch.load(Path(run_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+    return Start(
+        epoch=state["epoch"],
+        theta0=state["theta0"],
+        optimiser=state["optimiser"],
+        first_loss=state["first_loss"],
+        rng=state["rng"],
+        model=state["model"],
+    )
