@@ -119,3 +119,19 @@ def live_series(traj: Trajectory, final: bool) -> dict:
         "drift": a["drift"],
         "ntk_lambda_min": a["ntk_lambda_min"],
     }
+
+
+MEAN_KEYS = ("lambda_0", "lambda_T", "ntk_drift_pct", "drift_final", "loss_final", "l_star", "pl_min", "pl_median", "contraction")
+
+
+def mean_summary(summaries: list[dict]) -> dict:
+    """The mean row of a table of runs (Table 2): the mean of each statistic over the runs
+    where it is defined; params when all runs share them."""
+    out = {}
+    for key in MEAN_KEYS:
+        values = np.array([s.get(key, NAN) for s in summaries], dtype=float)
+        out[key] = nan_stat(np.mean, values)
+    params = {s.get("params") for s in summaries}
+    if len(params) == 1:
+        out["params"] = params.pop()
+    return out

@@ -21,6 +21,7 @@ class Start:
     optimiser: dict | None = None
     first_loss: float = float("nan")
     rng: torch.Tensor | None = None
+    order: torch.Tensor | None = None  # the SGD data-order generator's state
     model: dict = field(default_factory=dict)
 
 
@@ -46,5 +47,6 @@ def load_checkpoint(run_dir: str | Path) -> Start:
         optimiser=state["optimiser"],
         first_loss=state["first_loss"],
         rng=state["rng"],
+        order=state.get("order"),
         model=state["model"],
     )

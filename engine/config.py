@@ -78,26 +78,30 @@ DEFAULT_ROOT = "~/.cache/lplr-tui/data"
 
 @dataclass(frozen=True)
 class DataSpec:
-    source: str = key("mnist-3v8", one_of("mnist-3v8", "synthetic"))
+    source: str = key("mnist-3v8", one_of("mnist-3v8", "cifar10-5", "synthetic"))
     root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live")
-    download: bool = key(False, doc="let torchvision download MNIST when it is not under root")
+    download: bool = key(False, doc="let torchvision download the data set when it is not under root")
     n_train: int = key(1000, at_least(2))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str = key("mlp", one_of("mlp"))
+    kind: str = key("mlp", one_of("mlp", "resnet-gn"))
     width: int = key(128, at_least(1))
     widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry)")
     depth: int = key(4, at_least(1), "number of hidden layers")
     beta: float = key(1.0, above(0), "Softplus sharpness")
+    base_width: int = key(16, at_least(1), "resnet-gn: channels of the first stage (then x2, x4)")
+    groups: int = key(8, at_least(1), "resnet-gn: GroupNorm groups")
 
 
 @dataclass(frozen=True)
 class OptimSpec:
-    kind: str = key("gd", one_of("gd"))
-    lr: float = key(1e-3, above(0))
+    kind: str = key("gd", one_of("gd", "sgd"))
+    lr: float = key(1e-3, above(0), "the (base) step size")
     momentum: float = key(0.0, within(0.0, 1.0), "heavy-ball momentum; 0 is plain gradient descent")
+    schedule: str = key("constant", one_of("constant", "cosine"), "cosine: lr·(1 + cos(π·epoch/epochs))/2")
+    batch_size: int = key(128, at_least(1), "sgd: inputs per step")
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class ProbesSpec:
     every: int = key(10, at_least(1), "epochs between probes of drift and NTK")
     ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
     ntk_seed: int = key(0)
+    micro_batch: int = key(0, at_least(0), "inputs per pass of the full-set diagnostics (0: all at once)")
 
 
 @dataclass(frozen=True)
@@ -364,6 +369,14 @@ def check_cross(spec: Spec, where: str) -> None:
         )
     if spec.data.source == "mnist-3v8" and spec.data.n_train % 2:
         raise ConfigError("data.n_train", spec.data.n_train, "must be even: the 3s and 8s are balanced", where)
+    if spec.data.source == "cifar10-5" and spec.data.n_train % 5:
+        raise ConfigError("data.n_train", spec.data.n_train, "must be a multiple of 5: the five classes are balanced", where)
+    feeds = {"mlp": ("mnist-3v8", "synthetic"), "resnet-gn": ("cifar10-5", "synthetic")}[spec.model.kind]
+    if spec.data.source not in feeds:
+        allowed = " or ".join(f'"{f}"' for f in feeds)
+        raise ConfigError("data.source", spec.data.source, f'model.kind = "{spec.model.kind}" takes {allowed}', where)
+    if spec.model.kind == "resnet-gn" and spec.model.base_width % spec.model.groups:
+        raise ConfigError("model.groups", spec.model.groups, f"must divide model.base_width ({spec.model.base_width})", where)
 
 
 def validate(raw: dict, where: str = "") -> Spec:
@@ -428,6 +441,8 @@ def plan_runs(spec: Spec) -> list[Spec]:
 
 
 def default_label(spec: Spec) -> str:
+    if spec.model.kind == "resnet-gn":
+        return f"resnet-gn w={spec.model.base_width} η={short_float(spec.optim.lr)}"
     return f"m={spec.model.width} η={short_float(spec.optim.lr)}"
 
 

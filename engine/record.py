@@ -287,13 +287,14 @@ def same_summary(a: dict, b: dict, rel: float = 1e-12) -> bool:
     return True
 
 
-def write_plan_summary(results_dir: Path, plan: str, rows: list[dict]) -> Path:
-    """The plan's summary rows (label, state, record, summary) in one TOML file of its own."""
+def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dict | None = None) -> Path:
+    """The plan's summary rows (label, state, record, summary), and a mean row when the plan
+    reports one (Table 2), in one TOML file of its own."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(results_dir) / f"{stamp}-{plan}-summary.toml"
     for attempt in range(2, 1000):
         if not path.exists():
             break
         path = Path(results_dir) / f"{stamp}-{plan}-summary-{attempt}.toml"
-    write_atomic(path, {"plan": plan, "runs": rows})
+    write_atomic(path, {"plan": plan, "runs": rows, **({"mean": mean} if mean is not None else {})})
     return path

@@ -131,8 +131,8 @@ class Runner:
         if self.results_dir is not None:
             check_writable(self.results_dir)
         for run in self.runs:
-            if run.data not in self._data:
-                self._data[run.data] = load_data(run.data)
+            if (run.data, run.model.kind) not in self._data:
+                self._data[run.data, run.model.kind] = load_data(run.data, run.model.kind)
 
     def start(self) -> None:
         if not self._devices:
@@ -193,7 +193,7 @@ class Runner:
 
     def _run_one(self, index: int, spec: Spec) -> None:
         device = self._devices[index]
-        data = self._data[spec.data].to(device)
+        data = self._data[spec.data, spec.model.kind].to(device)
         model = build_model(spec)
         start, prior, run_dir = self._origin(index, spec, model)
         model.to(device)

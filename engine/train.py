@@ -1,7 +1,9 @@
-"""Full-batch gradient descent that reports what its probes measure, as events.
+"""Gradient descent that reports what its probes measure, as events.
 
-One epoch = one GD step on all N inputs. Epoch t measures θ_t (after t steps) and then steps,
-so epochs 0..E give E steps and the last measurement is the final θ_E.
+Epoch t first measures θ_t on the full training set (loss and the exact gradient, accumulated
+over micro-batches when asked), then trains: full-batch GD takes one step with that very
+gradient; SGD takes a shuffled pass of mini-batches. Epochs 0..E give E epochs of training and
+the last measurement is the final θ_E.
 """
 
 from __future__ import annotations
@@ -28,10 +30,39 @@ class Outcome:
     epochs_done: int
 
 
-def squared_loss(model: nn.Module, data: Dataset) -> torch.Tensor:
-    """L = (1/2N) Σ_i ‖f(x_i) − y_i‖²."""
-    residual = model(data.x) - data.y
-    return 0.5 * residual.pow(2).sum() / data.n
+def squared_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    """(1/2n) Σ_i ‖f(x_i) − y_i‖² over the given inputs; n is what the sum is divided by."""
+    return 0.5 * (model(x) - y).pow(2).sum() / n
+
+
+def full_set_gradient(model: nn.Module, data: Dataset, micro_batch: int) -> torch.Tensor:
+    """L(θ) on all N inputs, with ∇L(θ) left in the parameters' .grad (exact: the micro-batch
+    terms are each divided by N, so their sum is the full-set loss and gradient)."""
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    total = torch.zeros((), device=data.x.device)
+    step = micro_batch or data.n
+    for x, y in zip(data.x.split(step), data.y.split(step)):
+        loss = squared_loss(model, x, y, data.n)
+        loss.backward()
+        total += loss.detach()
+    model.train()
+    return total
+
+
+def sgd_epoch(model: nn.Module, data: Dataset, optimiser: torch.optim.Optimizer, order: torch.Generator, batch: int) -> None:
+    """One shuffled pass of mini-batch steps; each batch's mean loss estimates L."""
+    perm = torch.randperm(data.n, generator=order).to(data.x.device)
+    for idx in perm.split(batch):
+        optimiser.zero_grad(set_to_none=True)
+        squared_loss(model, data.x[idx], data.y[idx], len(idx)).backward()
+        optimiser.step()
+
+
+def step_size(spec: Spec, epoch: int) -> float:
+    if spec.optim.schedule == "cosine":
+        return spec.optim.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / spec.train.epochs))
+    return spec.optim.lr
 
 
 def train(
@@ -55,12 +86,15 @@ def train(
         optimiser.load_state_dict(start.optimiser)
     if start.rng is not None:
         torch.set_rng_state(start.rng)
+    order = torch.Generator().manual_seed(spec.train.seeds[0])  # the data order of SGD
+    if start.order is not None:
+        order.set_state(start.order)
     last, every = spec.train.epochs, spec.train.checkpoint_every
     first_loss = start.first_loss
     def snapshot(epoch: int) -> dict:  # θ_epoch, before this epoch's step
         return {
             "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-            "theta0": theta0, "first_loss": first_loss, "rng": torch.get_rng_state(),
+            "theta0": theta0, "first_loss": first_loss, "rng": torch.get_rng_state(), "order": order.get_state(),
         }
 
     for epoch in range(start.epoch, last + 1):
@@ -70,16 +104,19 @@ def train(
             return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
         if save and every and epoch % every == 0 and epoch > start.epoch:
             save(snapshot(epoch))
-        optimiser.zero_grad(set_to_none=True)
-        loss = squared_loss(model, data)
-        loss.backward()
+        loss = full_set_gradient(model, data, spec.probes.micro_batch)
         values = measure(probes, TrainState(model, epoch, loss, theta0), emit, run, last)
         first_loss = values["loss"] if epoch == 0 else first_loss
         why = divergence(values["loss"], first_loss, spec.train.diverge_factor)
         if why:
             return Outcome(DIVERGED, f"{why} at epoch {epoch}", epoch)
         if epoch < last:
-            optimiser.step()
+            for group in optimiser.param_groups:
+                group["lr"] = step_size(spec, epoch)
+            if spec.optim.kind == "gd":
+                optimiser.step()  # with the full-set gradient just measured
+            else:
+                sgd_epoch(model, data, optimiser, order, spec.optim.batch_size)
     return Outcome(FINISHED, "", last)
 
 

@@ -3,25 +3,22 @@ PlanView, and lets the screens show it."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Callable
 
-from rich.console import Console
 from textual.app import App
 from textual.binding import Binding
 
 from engine.config import Spec
 from engine.events import RUNNING, PlanFinished
-from engine.record import write_plan_summary
 from engine.runner import Runner
+from lplr_tui.export import export_plan
 from lplr_tui.plan_view import WAITING, PlanView
 from lplr_tui.screens.dashboard import DashboardScreen
 from lplr_tui.screens.modals import ConfirmQuit, HelpScreen
 from lplr_tui.screens.picker import PickerScreen
 from lplr_tui.screens.summary import SummaryScreen
-from lplr_tui.tables import table1_from_rows
 
 DRAIN_EVERY = 0.1  # seconds between queue drains
 DRAIN_AT_MOST = 5000  # events per drain, so a fast GPU run cannot starve the keyboard
@@ -86,14 +83,10 @@ class LplrApp(App):
         if not runs:
             self.notify("nothing to export yet", severity="warning")
             return
-        rows = [{"label": r.label, "state": r.state, "record": str(Path(r.run_dir) / "record.toml"), "summary": r.summary} for r in runs]
-        path = write_plan_summary(self.results_dir, self.plan.name, rows)
-        text = path.with_suffix(".txt")
-        console = Console(record=True, width=160, file=io.StringIO())
-        console.print(table1_from_rows(self.plan.name, [(r.label, r.spec, r.summary, r.state) for r in runs]))
-        text.write_text(console.export_text())
-        self.exported = [path, text]
-        self.notify(f"summary: {path}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10)
+        rows = [(r.label, r.spec, r.summary, r.state) for r in runs]
+        self.exported = export_plan(self.results_dir, self.plan.name, rows, [r.run_dir for r in runs])
+        summary, text = self.exported
+        self.notify(f"summary: {summary}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10)
 
     def show_table(self) -> None:
         self.push_screen(SummaryScreen(self.plan))

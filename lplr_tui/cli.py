@@ -19,7 +19,8 @@ from engine.events import FAILED, INTERRUPTED, PlanFinished
 from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
-from lplr_tui.tables import table1
+from lplr_tui.export import export_plan
+from lplr_tui.tables import records_table
 
 app = typer.Typer(
     add_completion=False,
@@ -95,7 +96,11 @@ def run(
     runner.preflight()
     final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
-    out.print(table1(records, title=f"{runner.spec.name}: summary (Table 1)"))
+    out.print(records_table(records, f"{runner.spec.name}: summary"))
+    if records:
+        rows = [(r.label, r.spec, r.summary, r.state) for r in records]
+        summary_path, _ = export_plan(runner.results_dir, runner.spec.name, rows, [str(p.parent) for p in runner.record_paths])
+        out.print(f"summary: {summary_path}", markup=False)
     out.print("records:")
     for path in runner.record_paths:
         out.print(f"  {path}", markup=False)
@@ -178,7 +183,7 @@ def summary(
     records = [read_record(p) for p in find_records(paths)]
     if not records:
         raise LplrError(f"no records under {', '.join(map(str, paths))}")
-    out.print(table1(records, title="summary (Table 1)"))
+    out.print(records_table(records, "summary"))
 
 
 def main() -> None:

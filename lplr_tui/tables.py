@@ -1,4 +1,5 @@
-"""Table 1 (the MLP runs) as a rich Table, from the summaries the engine computed."""
+"""Table 1 (the MLP runs) and Table 2 (the CNN seeds, with a mean row) as rich Tables, from
+the summaries the engine computed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import math
 from rich import box
 from rich.table import Table
 
+from engine.analysis import mean_summary
 from engine.record import Record
+
+Row = tuple[str, dict, dict, str]  # label, spec, summary, state
 
 # (header, where the value lives, format)
 TABLE1 = [
@@ -23,24 +27,31 @@ TABLE1 = [
     ("ρ", "contraction", ".5f"),
     ("state", "state", "s"),
 ]
+TABLE2 = [
+    ("run", "label", "s"),
+    ("params", "params", ","),
+    ("PL\nmin", "pl_min", ".4g"),
+    ("PL\nmedian", "pl_median", ".4g"),
+    ("final\ndrift", "drift_final", ".4g"),
+    ("L*", "l_star", ".4g"),
+    ("λ_0", "lambda_0", ".4g"),
+    ("λ_T", "lambda_T", ".4g"),
+    ("state", "state", "s"),
+]
 CAPTION = (
     "λ: NTK λ_min on the probe subset at the first and last probe; drift: final ‖θ_T − θ_0‖; "
-    "L*: terminal-loss proxy; PL min and ρ (contraction per epoch) on the stable regime{regime}."
+    "L*: terminal-loss proxy; PL statistics{rho} on the stable regime{regime}."
 )
+# a run that diverged or failed has no meaningful L*, so nothing computed from L* is shown
+FROM_L_STAR = ("l_star", "pl_min", "pl_median", "contraction")
 
 
 def cell(value: object, fmt: str) -> str:
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, float) and math.isnan(value):
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, str) and fmt != "s":
         return value
     return format(value, fmt)
-
-
-# a run that diverged or failed has no meaningful L*, so nothing computed from L* is shown
-FROM_L_STAR = ("l_star", "pl_min", "pl_median", "contraction")
 
 
 def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
@@ -52,34 +63,52 @@ def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
     return values
 
 
-def columns_for(states: list[str]) -> list[tuple[str, str, str]]:
-    """Table 1's columns; the state column earns its place only when some run did not finish."""
-    return [c for c in TABLE1 if c[1] != "state" or any(s != "finished" for s in states)]
+def is_table2(rows: list[Row]) -> bool:
+    """The CNN runs are reported per seed (paper's Table 2); everything else as Table 1."""
+    return bool(rows) and all(spec.get("model", {}).get("kind") == "resnet-gn" for _, spec, _, _ in rows)
+
+
+def columns_for(rows: list[Row]) -> list[tuple[str, str, str]]:
+    """The table's columns; the state column earns its place only when some run did not finish."""
+    columns = TABLE2 if is_table2(rows) else TABLE1
+    return [c for c in columns if c[1] != "state" or any(state != "finished" for *_, state in rows)]
 
 
 def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
     return [cell(values.get(key), fmt) for _, key, fmt in columns]
 
 
-def table1(records: list[Record], title: str = "Table 1") -> Table:
-    return table1_from_rows(title, [(r.label, r.spec, r.summary, r.state) for r in records])
+def table_rows(rows: list[Row]) -> list[list[str]]:
+    """The cells of every row, and Table 2's mean row (from the engine's mean_summary)."""
+    columns = columns_for(rows)
+    cells = [row_cells(row_values(*row), columns) for row in rows]
+    if is_table2(rows):
+        finished = [summary for _, _, summary, state in rows if state == "finished"]
+        mean = {**mean_summary(finished), "label": f"mean of {len(finished)}", "state": ""}
+        cells.append(row_cells(mean, columns))
+    return cells
 
 
-def table1_from_rows(title: str, rows: list[tuple[str, dict, dict, str]]) -> Table:
-    """rows: (label, spec, summary, state) per run."""
+def records_table(records: list[Record], title: str) -> Table:
+    return summary_table(title, [(r.label, r.spec, r.summary, r.state) for r in records])
+
+
+def summary_table(title: str, rows: list[Row]) -> Table:
+    table2 = is_table2(rows)
     table = Table(
-        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
-        caption=CAPTION.format(regime=regimes([summary for _, _, summary, _ in rows])), caption_justify="left",
+        title=f"{title} (Table {2 if table2 else 1})", title_justify="left", header_style="bold",
+        box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), caption_justify="left",
+        caption=CAPTION.format(rho="" if table2 else " and ρ (contraction per epoch)", regime=regimes([s for _, _, s, _ in rows])),
     )
-    columns = columns_for([state for *_, state in rows])
-    for header, _, fmt in columns:
+    for header, _, fmt in columns_for(rows):
         text = fmt == "s"
         table.add_column(
             header, justify="left" if text else "right", overflow="fold", no_wrap=not text,
             min_width=6 if header == "run" else None,
         )
-    for label, spec, summary, state in rows:
-        table.add_row(*row_cells(row_values(label, spec, summary, state), columns))
+    all_cells = table_rows(rows)
+    for i, cells in enumerate(all_cells):
+        table.add_row(*cells, end_section=table2 and i == len(all_cells) - 2)
     return table
 
 

@@ -27,7 +27,7 @@ def bad(preset="mnist", **overrides):
         ({"train__seeds": [0, "1"]}, ['train.seeds = [0, "1"]', "a list of integers"]),
         ({"train__seeds": 3}, ["train.seeds = 3", "a list of integers"]),
         ({"train__device": "gpu"}, ['train.device = "gpu"', '"auto", "cpu", "cuda" or "cuda:N"']),
-        ({"data__source": "imagenet"}, ['data.source = "imagenet"', '"mnist-3v8", "synthetic"']),
+        ({"data__source": "imagenet"}, ['data.source = "imagenet"', '"mnist-3v8", "cifar10-5", "synthetic"']),
         ({"data__download": "yes"}, ['data.download = "yes"', "true or false"]),
         ({"data__n_train": 999}, ["data.n_train = 999", "even"]),
         ({"probes__ntk_subset": 2000}, ["probes.ntk_subset = 2000", "<= data.n_train (1000)"]),

@@ -50,7 +50,7 @@ BAD = [
     (["--preset", "mnist", "--set", "model.widths=[]"], ["model.widths = []", "non-empty list"]),
     (["--preset", "mnist", "--set", "probes.ntk_subset=1001"], ["probes.ntk_subset = 1001", "<= data.n_train (1000)"]),
     (["--preset", "mnits"], ['--preset = "mnits"', 'did you mean "mnist"', "known presets: mnist, ablation"]),
-    (["--preset", "mnist", "--set", "data.source=fashion"], ['data.source = "fashion"', '"mnist-3v8", "synthetic"']),
+    (["--preset", "mnist", "--set", "data.source=fashion"], ['data.source = "fashion"', '"mnist-3v8", "cifar10-5", "synthetic"']),
     (["--preset", "mnist", "--set", "data.root=/no/such/root"], ['data.root = "/no/such/root"', "no such directory", "data.download = true"]),
     (["--preset", "mnist", "--set", "optim.lr"], ['--set = "optim.lr"', "table.key=value"]),
     (["--preset", "mnist", "--set", "train.seeds=[0, 1.5]"], ["train.seeds = [0, 1.5]", "a list of integers"]),
@@ -203,8 +203,9 @@ def test_an_exploding_loss_is_diverged_and_the_table_says_so(make_spec, tmp_path
     from lplr_tui.tables import columns_for, row_cells, row_values
 
     record = read_record(find_records([tmp_path])[0])
-    columns = columns_for([record.state])
-    cells = dict(zip([c[1] for c in columns], row_cells(row_values(record.label, record.spec, record.summary, record.state), columns)))
+    row = (record.label, record.spec, record.summary, record.state)
+    columns = columns_for([row])
+    cells = dict(zip([c[1] for c in columns], row_cells(row_values(*row), columns)))
     assert cells["l_star"] == cells["pl_min"] == cells["contraction"] == "diverged"
     assert cells["params"] == "150,145" and cells["state"] == "diverged"
 

@@ -36,8 +36,15 @@ def widths_of(spec: Spec) -> list[int]:
     return [entry.get("model", {}).get("width", spec.model.width) for entry in spec.runs]
 
 
+def width_key(spec: Spec) -> str:
+    """What the width field edits: the MLP's width, or the CNN's base width."""
+    return "model.base_width" if spec.model.kind == "resnet-gn" else "model.width"
+
+
 def field_values(spec: Spec) -> dict[str, str]:
     width = ", ".join(map(str, widths_of(spec))) if spec.runs else str(spec.model.width)
+    if spec.model.kind == "resnet-gn":
+        width = str(spec.model.base_width)
     return {
         "model.width": width,
         "optim.lr": f"{spec.optim.lr:g}",
@@ -52,10 +59,10 @@ def overrides_from(spec: Spec, texts: dict[str, str]) -> dict:
     """The fields' texts as load_spec overrides; a plan's widths go into its [[runs]]."""
     values = {}
     for key, text in texts.items():
-        if key == "model.width" and spec.runs:
+        if key == "model.width" and spec.runs and spec.model.kind == "mlp":
             continue
-        values.update([parse_override(f"{key}={text}")])
-    if spec.runs:
+        values.update([parse_override(f"{width_key(spec) if key == 'model.width' else key}={text}")])
+    if spec.runs and spec.model.kind == "mlp":
         widths = parse_widths(texts["model.width"], len(spec.runs))
         values["runs"] = [
             {**entry, "model": {**entry.get("model", {}), "width": w}} for entry, w in zip(spec.runs, widths)
@@ -123,6 +130,8 @@ class PickerScreen(Screen):
             return
         self.query_one("#description", Static).update(f"[b]{escape(name)}[/b]\n\n{escape(self.spec.description)}")
         label = "widths m (one per run)" if self.spec.runs else "width m"
+        if self.spec.model.kind == "resnet-gn":
+            label = "base width (channels)"
         self.query_one("#" + field_id("model.width") + "-label", Label).update(label)
         for key, text in field_values(self.spec).items():
             self.query_one("#" + field_id(key), Input).value = text
@@ -149,6 +158,7 @@ class PickerScreen(Screen):
 
     def show_error(self, exc: LplrError) -> None:
         key = getattr(exc, "key", "")
+        key = "model.width" if key == "model.base_width" else key  # the width field edits both
         target = f"#{field_id(key)}-error" if key in dict(FIELDS) else "#form-error"
         widget = self.query_one(target, Static)
         widget.update(Text(exc.bare if target != "#form-error" else str(exc)))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import CAPTION, columns_for, row_cells, row_values
+from lplr_tui.tables import CAPTION, columns_for, is_table2, table_rows
 
 
 class SummaryScreen(Screen):
@@ -24,14 +26,17 @@ class SummaryScreen(Screen):
         self.plan = plan
 
     def compose(self) -> ComposeResult:
-        yield Static(f"[b]{self.plan.name}[/b]: summary (Table 1)", id="summary-title")
+        yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
         yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
-        yield Static(CAPTION.format(regime=""), id="summary-caption")
+        yield Static(Text(CAPTION.format(rho="", regime="")), id="summary-caption")
         yield Footer()
+
+    @property
+    def rows(self) -> list:
+        return [(r.label, r.spec, r.summary, r.state) for r in self.plan.runs]
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        columns = columns_for([r.state for r in self.plan.runs] + ["running"])
-        table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns))
-        for run in self.plan.runs:
-            table.add_row(*row_cells(row_values(run.label, run.spec, run.summary, run.state), columns))
+        table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns_for(self.rows)))
+        for cells in table_rows(self.rows):
+            table.add_row(*cells)

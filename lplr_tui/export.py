@@ -1,0 +1,29 @@
+"""A plan's summary beside its run directories: TOML (rows, and Table 2's mean) and text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from engine.analysis import mean_summary
+from engine.record import RECORD_NAME, write_plan_summary
+from lplr_tui.tables import Row, is_table2, summary_table
+
+
+def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[str]) -> list[Path]:
+    """Writes <time>-<plan>-summary.toml and .txt; returns their paths."""
+    runs = [
+        {"label": label, "state": state, "record": str(Path(run_dir) / RECORD_NAME), "summary": summary}
+        for (label, _, summary, state), run_dir in zip(rows, run_dirs)
+    ]
+    mean = None
+    if is_table2(rows):
+        mean = mean_summary([summary for _, _, summary, state in rows if state == "finished"])
+    path = write_plan_summary(results_dir, plan, runs, mean)
+    console = Console(record=True, width=160, file=io.StringIO())
+    console.print(summary_table(plan, rows))
+    text = path.with_suffix(".txt")
+    text.write_text(console.export_text(), encoding="utf-8")
+    return [path, text]
