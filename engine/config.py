@@ -115,7 +115,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class ProbesSpec:
-    every: int = key(10, at_least(1), "epochs between probes of drift and NTK")
+    every: int = key(10, at_least(0), "epochs between probes of drift and NTK (0: no such probes)")
     ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
     ntk_seed: int = key(0)
     micro_batch: int = key(0, at_least(0), "inputs per pass of the full-set diagnostics (0: all at once)")

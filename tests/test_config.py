@@ -31,7 +31,7 @@ def bad(preset="mnist", **overrides):
         ({"data__download": "yes"}, ['data.download = "yes"', "true or false"]),
         ({"data__n_train": 999}, ["data.n_train = 999", "even"]),
         ({"probes__ntk_subset": 2000}, ["probes.ntk_subset = 2000", "<= data.n_train (1000)"]),
-        ({"probes__every": -1}, ["probes.every = -1", ">= 1"]),
+        ({"probes__every": -1}, ["probes.every = -1", ">= 0"]),
         ({"model__width": 0}, ["model.width = 0", ">= 1"]),
         ({"analysis__stable_from": 0.95}, ["analysis.stable_from = 0.95", "< analysis.stable_to"]),
         ({"bogus__key": 1}, ["bogus.key = 1", "unknown key", "tables are data, model"]),

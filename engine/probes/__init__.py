@@ -15,8 +15,11 @@ PROBE_SERIES = ("drift", "ntk_lambda_min")
 
 
 def build_probes(spec: Spec, data: Dataset) -> list[Probe]:
-    subset = probe_subset(data.n, spec.probes.ntk_subset, spec.probes.ntk_seed).to(data.x.device)
+    """loss and grad_sq every epoch; drift and NTK λ_min every `probes.every` epochs (0: never)."""
     every = spec.probes.every
+    if every == 0:
+        return [LossProbe(), GradSqProbe()]
+    subset = probe_subset(data.n, spec.probes.ntk_subset, spec.probes.ntk_seed).to(data.x.device)
     return [LossProbe(), GradSqProbe(), DriftProbe(every), NTKProbe(data.x[subset], every)]
 
 
