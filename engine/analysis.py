@@ -78,8 +78,12 @@ def last(values: list[float]) -> float:
     return float(values[-1]) if values else NAN
 
 
-def summarize(traj: Trajectory, params: int, stable_from: float, stable_to: float, final: bool) -> dict:
-    """The run's summary row (DESIGN.md §5 names). `final`: L* is the last loss, not provisional."""
+def summarize(
+    traj: Trajectory, params: int, stable_from: float, stable_to: float, final: bool,
+    n_train: int = 0, lr: float = NAN,
+) -> dict:
+    """The run's summary row (DESIGN.md §5 names). `final`: L* is the last loss, not provisional.
+    `n_train` and `lr` (the base step size) feed the theory columns."""
     a = traj.arrays()
     l_star = terminal_loss(a["loss"], final)
     window = stable_regime(int(a["epoch"][-1]) if a["epoch"].size else 0, stable_from, stable_to)
@@ -100,14 +104,58 @@ def summarize(traj: Trajectory, params: int, stable_from: float, stable_to: floa
         "contraction": contraction(a["epoch"][stable], suboptimality(a["loss"], l_star)[stable]),
         "stable_from": window[0],
         "stable_to": window[1],
+        **theory_summary(traj, l_star, n_train, lr),
     }
 
 
-def live_series(traj: Trajectory, final: bool) -> dict:
+def pl_bound(traj: Trajectory, l_star: float, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """At the theory epochs: (the PL ratio, its lower bound (λ_min(K_N)/N) · L/(L − L*))."""
+    a = traj.arrays()
+    index = {int(e): i for i, e in enumerate(a["epoch"])}
+    rows = [index.get(int(e), -1) for e in a["theory_epoch"]]
+    known = np.array([r >= 0 for r in rows], dtype=bool)
+    take = np.array([max(r, 0) for r in rows], dtype=int)
+    loss = np.where(known, a["loss"][take] if a["loss"].size else NAN, NAN)
+    grad_sq = np.where(known, a["grad_sq"][take] if a["grad_sq"].size else NAN, NAN)
+    ratio = pl_ratio(grad_sq, loss, l_star)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = a["ntk_full_lambda_min"] / max(n_train, 1) * loss / (loss - l_star)
+    bound[~np.isfinite(ratio)] = NAN
+    return ratio, bound
+
+
+def theory_summary(traj: Trajectory, l_star: float, n_train: int, lr: float) -> dict:
+    """The hypotheses of Theorems 5.4 / 5.7 as numbers (NaN where not measured)."""
+    a = traj.arrays()
+    sharpness_max = nan_stat(np.max, a["sharpness"])
+    ratio, bound = pl_bound(traj, l_star, n_train)
+    defined = np.isfinite(ratio) & np.isfinite(bound)
+    # rounding slack: the bound follows from an identity, so it can only fail by a bug
+    holds = ratio[defined] >= bound[defined] * (1 - 1e-6)
+    lipschitz = NAN
+    if a["ntk_change"].size == a["drift"].size:  # a trajectory from before ntk_change has none
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lipschitz = nan_stat(np.max, np.where(a["drift"] > 0, a["ntk_change"] / a["drift"], NAN))
+    radius = nan_stat(np.max, a["drift"])
+    margin = first(traj.ntk_lambda_min) - lipschitz * radius
+    return {
+        "sharpness_max": sharpness_max,
+        "eos_ratio_max": lr * sharpness_max / 2.0,
+        "pl_bound_holds_frac": float(holds.mean()) if defined.any() else NAN,
+        "lipschitz_K": lipschitz,
+        "drift_max": radius,
+        "compat_margin": margin,
+        "pl_mu": margin / n_train if (n_train and margin > 0) else NAN,
+    }
+
+
+def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN) -> dict:
     """What a dashboard draws for one run: subopt and PL ratio every epoch against the L*
-    proxy (provisional unless `final`), drift and λ_min at the probe epochs."""
+    proxy (provisional unless `final`), drift and λ_min at the probe epochs, the edge-of-
+    stability ratio η·λ_max(∇²L)/2 and the PL ratio with its lower bound at the theory epochs."""
     a = traj.arrays()
     l_star = terminal_loss(a["loss"], final)
+    ratio_at_theory, bound = pl_bound(traj, l_star, n_train)
     return {
         "epoch": a["epoch"],
         "loss": a["loss"],
@@ -118,6 +166,10 @@ def live_series(traj: Trajectory, final: bool) -> dict:
         "probe_epoch": a["probe_epoch"],
         "drift": a["drift"],
         "ntk_lambda_min": a["ntk_lambda_min"],
+        "theory_epoch": a["theory_epoch"],
+        "eos_ratio": lr * a["sharpness"] / 2.0,
+        "pl_ratio_theory": ratio_at_theory,
+        "pl_bound": bound,
     }
 
 

@@ -22,6 +22,7 @@ class Start:
     first_loss: float = float("nan")
     rng: torch.Tensor | None = None
     order: torch.Tensor | None = None  # the SGD data-order generator's state
+    probes: list = field(default_factory=list)  # each probe's own state (a warm-start vector...)
     model: dict = field(default_factory=dict)
 
 
@@ -48,5 +49,6 @@ def load_checkpoint(run_dir: str | Path) -> Start:
         first_loss=state["first_loss"],
         rng=state["rng"],
         order=state.get("order"),
+        probes=state.get("probes", []),
         model=state["model"],
     )

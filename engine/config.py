@@ -119,6 +119,7 @@ class ProbesSpec:
     ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
     ntk_seed: int = key(0)
     micro_batch: int = key(0, at_least(0), "inputs per pass of the full-set diagnostics (0: all at once)")
+    theory_every: int = key(0, at_least(0), "epochs between the theory probes: sharpness, full-set NTK (0: never)")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class Record:
             stable.get("stable_from", 0.1),
             stable.get("stable_to", 0.9),
             final=self.state == "finished",
+            n_train=self.spec.get("data", {}).get("n_train", 0),
+            lr=self.spec.get("optim", {}).get("lr", float("nan")),
         )
 
 

@@ -31,6 +31,7 @@ from engine.events import (
 )
 from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
+from engine.theory import advise
 from engine.train import Outcome, train
 from engine.trajectory import Trajectory
 
@@ -134,6 +135,11 @@ class Runner:
             if (run.data, run.model.kind) not in self._data:
                 self._data[run.data, run.model.kind] = load_data(run.data, run.model.kind)
 
+    def advise(self) -> list:
+        """The step-size advice for every run of the plan (after preflight)."""
+        pairs = [(run, self._data[run.data, run.model.kind]) for run in self.runs]
+        return advise(pairs, self._devices[0])
+
     def start(self) -> None:
         if not self._devices:
             self.preflight()
@@ -210,7 +216,8 @@ class Runner:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
         summary = analysis.summarize(
-            self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to, final=outcome.state == FINISHED
+            self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to,
+            final=outcome.state == FINISHED, n_train=data.n, lr=spec.optim.lr,
         )
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now()))
 

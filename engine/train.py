@@ -81,6 +81,8 @@ def train(
     device = data.x.device
     theta0 = [t.to(device) for t in start.theta0] if start.theta0 else [p.detach().clone() for p in model.parameters()]
     probes = build_probes(spec, data)
+    for probe, saved in zip(probes, start.probes):
+        probe.restore(saved)
     optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
     if start.optimiser:
         optimiser.load_state_dict(start.optimiser)
@@ -95,6 +97,7 @@ def train(
         return {
             "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
             "theta0": theta0, "first_loss": first_loss, "rng": torch.get_rng_state(), "order": order.get_state(),
+            "probes": [probe.state() for probe in probes],
         }
 
     for epoch in range(start.epoch, last + 1):

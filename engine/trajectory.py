@@ -1,4 +1,10 @@
-"""A run's measurements as the record stores them: epoch series and probe series."""
+"""A run's measurements as the record stores them: three series, each with its own epochs.
+
+epoch series   epoch, loss, grad_sq                                         every epoch
+probe series   probe_epoch, drift, ntk_lambda_min, ntk_change               every probes.every
+theory series  theory_epoch, sharpness, ntk_full_lambda_min, ntk_full_lambda_max
+                                                                            every probes.theory_every
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,12 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from engine.events import EpochMeasured, ProbeMeasured
+
+SERIES = {
+    "epoch": ("loss", "grad_sq"),
+    "probe_epoch": ("drift", "ntk_lambda_min", "ntk_change"),
+    "theory_epoch": ("sharpness", "ntk_full_lambda_min", "ntk_full_lambda_max"),
+}
 
 
 @dataclass
@@ -17,16 +29,24 @@ class Trajectory:
     probe_epoch: list[int] = field(default_factory=list)
     drift: list[float] = field(default_factory=list)
     ntk_lambda_min: list[float] = field(default_factory=list)
+    ntk_change: list[float] = field(default_factory=list)
+    theory_epoch: list[int] = field(default_factory=list)
+    sharpness: list[float] = field(default_factory=list)
+    ntk_full_lambda_min: list[float] = field(default_factory=list)
+    ntk_full_lambda_max: list[float] = field(default_factory=list)
 
     def add(self, event: object) -> None:
         if isinstance(event, EpochMeasured):
-            self.epoch.append(event.epoch)
-            self.loss.append(event.loss)
-            self.grad_sq.append(event.grad_sq)
+            self.append("epoch", event.epoch, {"loss": event.loss, "grad_sq": event.grad_sq})
         elif isinstance(event, ProbeMeasured):
-            self.probe_epoch.append(event.epoch)
-            self.drift.append(event.values.get("drift", float("nan")))
-            self.ntk_lambda_min.append(event.values.get("ntk_lambda_min", float("nan")))
+            for axis, names in SERIES.items():
+                if axis != "epoch" and any(name in event.values for name in names):
+                    self.append(axis, event.epoch, event.values)
+
+    def append(self, axis: str, epoch: int, values: dict) -> None:
+        getattr(self, axis).append(epoch)
+        for name in SERIES[axis]:
+            getattr(self, name).append(values.get(name, float("nan")))
 
     def to_dict(self) -> dict:
         return {f.name: list(getattr(self, f.name)) for f in fields(self)}
@@ -38,12 +58,12 @@ class Trajectory:
 
     def before(self, epoch: int) -> "Trajectory":
         """What was measured before `epoch` (a checkpoint's epoch)."""
-        keep = sum(e < epoch for e in self.epoch)
-        keep_probe = sum(e < epoch for e in self.probe_epoch)
-        return Trajectory(
-            self.epoch[:keep], self.loss[:keep], self.grad_sq[:keep],
-            self.probe_epoch[:keep_probe], self.drift[:keep_probe], self.ntk_lambda_min[:keep_probe],
-        )
+        out = Trajectory()
+        for axis, names in SERIES.items():
+            keep = sum(e < epoch for e in getattr(self, axis))
+            for name in (axis, *names):
+                setattr(out, name, list(getattr(self, name))[:keep])
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: np.asarray(getattr(self, f.name), dtype=float) for f in fields(self)}

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import available_presets, load_spec, parse_override, preset_description
+from engine.config import available_presets, load_spec, parse_override, preset_description, short_float
 from engine.errors import LplrError
 from engine.events import FAILED, INTERRUPTED, PlanFinished
 from engine.record import find_records, read_record
@@ -160,6 +160,32 @@ def exit_code(final: PlanFinished, records: list) -> int:
         err.print(f"[red]failed:[/] {final.reason or 'a run failed: see its record'}")
         return 1
     return 0
+
+
+@app.command()
+@user_errors
+def advise(
+    preset: str = typer.Option(..., "--preset", "-p", help="a preset name or a path to a .toml"),
+    overrides: List[str] = typer.Option([], "--set", "-s", help="override a preset key, e.g. --set optim.lr=5e-4"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
+    device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N"'),
+) -> None:
+    """The largest stable step 2/λ_max(∇²L) of each run at initialisation; UNSTABLE where η exceeds it."""
+    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
+    spec = load_spec(preset, values)
+    runner = Runner(spec)
+    runner.preflight()  # the same checks and data as a run
+    for line in advice_lines(runner.advise()):
+        out.print(line, markup=False)
+
+
+def advice_lines(advice: list) -> list[str]:
+    width = max(len(a.label) for a in advice)
+    return [
+        f"{a.label:<{width}}  η = {short_float(a.lr):<7} λ_max(∇²L) = {a.sharpness:<8.4g} λ_max(K_N)/N = {a.gauss_newton:<8.4g} "
+        f"largest stable step 2/λ_max = {a.max_stable_lr:.2e}  {'UNSTABLE' if a.unstable else 'stable'}"
+        for a in advice
+    ]
 
 
 @app.command()

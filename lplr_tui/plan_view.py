@@ -45,7 +45,8 @@ class RunView:
         return self.state == FINISHED
 
     def series(self) -> dict:
-        return live_series(self.trajectory, self.final)
+        n_train = self.spec.get("data", {}).get("n_train", 0)
+        return live_series(self.trajectory, self.final, n_train, self.spec.get("optim", {}).get("lr", float("nan")))
 
 
 class PlanView:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import engine
 from engine.events import Notice, ProbeMeasured, RunFinished
-from engine.record import find_records, read_record
+from engine.record import find_records, read_record, same_summary
 from lplr_tui.cli import app
 
 SCRIPT = Path(sys.executable).with_name("lplr-tui")
@@ -173,7 +173,7 @@ def test_sigint_then_resume_equals_an_uninterrupted_run(data_root, tmp_path):
     a, b = read_record(find_records([tmp_path / "whole"])[0]), read_record(path)
     assert b.state == "finished" and b.status["epochs_done"] == 300 and len(b.environment["resumed"]) == 1
     assert a.trajectory == b.trajectory  # bit for bit: floats compared exactly
-    assert a.summary == b.summary
+    assert same_summary(a.summary, b.summary, rel=0)
     assert b.run == a.run
 
 
@@ -192,7 +192,7 @@ def test_same_spec_same_seed_identical_records(make_spec, tmp_path):
     list(engine.run(spec, tmp_path / "a"))
     list(engine.run(spec, tmp_path / "b"))
     a, b = (read_record(find_records([tmp_path / d])[0]) for d in ("a", "b"))
-    assert a.trajectory == b.trajectory and a.summary == b.summary and a.spec == b.spec
+    assert a.trajectory == b.trajectory and same_summary(a.summary, b.summary, rel=0) and a.spec == b.spec
 
 
 def test_an_exploding_loss_is_diverged_and_the_table_says_so(make_spec, tmp_path):
@@ -226,7 +226,7 @@ def test_out_of_memory_in_the_ntk_probe_retries_smaller_then_gives_up(make_spec,
     events = list(engine.run(make_spec(train__epochs=10, probes__every=5, probes__ntk_subset=20), tmp_path))
     probes = [e for e in events if isinstance(e, ProbeMeasured)]
     assert all(p.values["ntk_lambda_min"] > 0 for p in probes)
-    assert sizes[:4] == [None, 10, 5, 2] and sizes[4:] == [2, 2]  # later probes start from what fitted
+    assert sizes[:4] == [None, 10, 5, 2] and set(sizes[4:]) == {2}  # later kernels start from what fitted
     notes = read_record(find_records([tmp_path])[0]).status["notes"]
     assert notes == [f"epoch 0: ntk_lambda_min: out of memory; retrying {n} inputs at a time" for n in (10, 5, 2)]
 

@@ -9,18 +9,21 @@ from engine.probes.drift import DriftProbe
 from engine.probes.grad_sq import GradSqProbe
 from engine.probes.loss import LossProbe
 from engine.probes.ntk import NTKProbe, probe_subset
-
-EPOCH_SERIES = ("loss", "grad_sq")
-PROBE_SERIES = ("drift", "ntk_lambda_min")
-
+from engine.probes.theory import FullNTKProbe, SharpnessProbe
 
 def build_probes(spec: Spec, data: Dataset) -> list[Probe]:
-    """loss and grad_sq every epoch; drift and NTK λ_min every `probes.every` epochs (0: never)."""
-    every = spec.probes.every
-    if every == 0:
-        return [LossProbe(), GradSqProbe()]
-    subset = probe_subset(data.n, spec.probes.ntk_subset, spec.probes.ntk_seed).to(data.x.device)
-    return [LossProbe(), GradSqProbe(), DriftProbe(every), NTKProbe(data.x[subset], every)]
+    """loss and grad_sq every epoch; drift and NTK λ_min every `probes.every` epochs; the
+    theory probes every `probes.theory_every` epochs (0: never; the full-set NTK: MLP only)."""
+    probes: list[Probe] = [LossProbe(), GradSqProbe()]
+    every, theory = spec.probes.every, spec.probes.theory_every
+    if every:
+        subset = probe_subset(data.n, spec.probes.ntk_subset, spec.probes.ntk_seed).to(data.x.device)
+        probes += [DriftProbe(every), NTKProbe(data.x[subset], every)]
+    if theory:
+        probes.append(SharpnessProbe(data, theory, spec.probes.micro_batch))
+        if spec.model.kind == "mlp":
+            probes.append(FullNTKProbe(data, theory))
+    return probes
 
 
-__all__ = ["Probe", "TrainState", "build_probes", "EPOCH_SERIES", "PROBE_SERIES"]
+__all__ = ["Probe", "TrainState", "build_probes"]

@@ -37,3 +37,10 @@ class Probe:
 
     def measure(self, state: TrainState) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def state(self) -> dict:
+        """What a checkpoint must keep for a resumed run to measure exactly as this one would."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        pass

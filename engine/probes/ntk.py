@@ -1,4 +1,7 @@
-"""ntk_lambda_min = λ_min(J_S J_Sᵀ) on a fixed probe subset S, eigenvalues in float64."""
+"""ntk_lambda_min = λ_min(J_S J_Sᵀ) on a fixed probe subset S, eigenvalues in float64;
+ntk_change = ‖K_t − K_0‖₂ on S, the numerator of the NTK's Lipschitz estimate."""
+
+import copy
 
 import torch
 
@@ -7,26 +10,36 @@ from engine.probes.base import Probe, TrainState
 
 
 class NTKProbe(Probe):
-    names = ("ntk_lambda_min",)
+    names = ("ntk_lambda_min", "ntk_change")
 
     def __init__(self, x_subset: torch.Tensor, every: int = 1):
         super().__init__(every)
         self.x_subset = x_subset
         self.chunk: int | None = None  # inputs at a time; None: all at once
+        self.kernel0: torch.Tensor | None = None
 
     def measure(self, state: TrainState) -> dict:
-        """On out-of-memory: halve the chunk of inputs and retry; at one input, give up on this
-        probe (NaN, and the record says so) and let training go on."""
+        kernel = self.kernel(state.model, state)
+        if kernel is None:
+            return {"ntk_lambda_min": float("nan"), "ntk_change": float("nan")}
+        if self.kernel0 is None:  # K_0 from θ_0 itself, so a resumed run gets the same one
+            self.kernel0 = self.kernel(at(state.model, state.theta0), state)
+        change = float(torch.linalg.matrix_norm(kernel - self.kernel0, ord=2)) if self.kernel0 is not None else float("nan")
+        return {"ntk_lambda_min": lambda_min(kernel), "ntk_change": change}
+
+    def kernel(self, model: torch.nn.Module, state: TrainState) -> torch.Tensor | None:
+        """K on S. On out-of-memory: halve the chunk of inputs and retry; at one input, give up
+        on this probe (None: NaN, and the record says so) and let training go on."""
         chunk = self.chunk
         while True:
             try:
-                return {"ntk_lambda_min": lambda_min(empirical_ntk(state.model, self.x_subset, chunk))}
+                return empirical_ntk(model, self.x_subset, chunk)
             except torch.cuda.OutOfMemoryError:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if chunk == 1:
                     state.notes.append("ntk_lambda_min: out of memory even one input at a time; this probe is NaN")
-                    return {"ntk_lambda_min": float("nan")}
+                    return None
                 chunk = max(1, (chunk or len(self.x_subset)) // 2)
                 self.chunk = chunk  # later probes start from what fitted
                 state.notes.append(f"ntk_lambda_min: out of memory; retrying {chunk} inputs at a time")
@@ -35,3 +48,12 @@ class NTKProbe(Probe):
 def probe_subset(n_train: int, n: int, seed: int) -> torch.Tensor:
     """The indices of S: n of the N training inputs, fixed by the seed alone (same across widths)."""
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def at(model: torch.nn.Module, theta: list[torch.Tensor]) -> torch.nn.Module:
+    """A copy of the model with the parameters θ."""
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, t in zip(twin.parameters(), theta):
+            p.copy_(t)
+    return twin

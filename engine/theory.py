@@ -1,0 +1,112 @@
+"""The hypotheses of the paper's Theorems 5.4 and 5.7, measured instead of assumed.
+
+- The full-set NTK K_N: with squared loss, ∇L = Jᵀr/N, so ‖∇L‖² = rᵀ K_N r / N² and
+  PL ratio = ‖∇L‖²/(2(L − L*)) ≥ (λ_min(K_N)/N) · L/(L − L*)  (since ‖r‖² = 2NL).
+- Sharpness λ_max(∇²L) by power iteration on Hessian-vector products; near interpolation it
+  approaches the Gauss-Newton value λ_max(K_N)/N. GD with step η is stable only while
+  η · λ_max(∇²L) < 2, so 2/λ_max is the largest stable step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engine.data import Dataset
+from engine.ntk import empirical_ntk
+
+
+def spectrum_ends(kernel: torch.Tensor) -> tuple[float, float]:
+    """(λ_min, λ_max) of a symmetric kernel, in float64."""
+    eig = torch.linalg.eigvalsh(kernel.double())
+    return float(eig[0]), float(eig[-1])
+
+
+def full_ntk_ends(model: nn.Module, data: Dataset, chunk: int | None = None) -> tuple[float, float]:
+    return spectrum_ends(empirical_ntk(model, data.x, chunk))
+
+
+def hvp(model: nn.Module, data: Dataset, vector: list[torch.Tensor], micro_batch: int = 0) -> list[torch.Tensor]:
+    """∇²L · v on the full training set (micro-batch terms each divided by N, so they add up)."""
+    params = [p for p in model.parameters()]
+    out = [torch.zeros_like(p) for p in params]
+    step = micro_batch or data.n
+    for x, y in zip(data.x.split(step), data.y.split(step)):
+        loss = 0.5 * (model(x) - y).pow(2).sum() / data.n
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        dot = sum((g * v).sum() for g, v in zip(grads, vector))
+        for acc, h in zip(out, torch.autograd.grad(dot, params)):
+            acc += h
+    return out
+
+
+def norm(vector: list[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum((v.double() ** 2).sum() for v in vector))
+
+
+@dataclass
+class PowerIteration:
+    """λ_max(∇²L) by power iteration, warm-started from the last vector between calls."""
+
+    iterations: int = 3
+    tolerance: float = 1e-4
+    vector: list[torch.Tensor] | None = None
+
+    def __call__(self, model: nn.Module, data: Dataset, micro_batch: int = 0, iterations: int | None = None) -> float:
+        if self.vector is None:
+            g = torch.Generator().manual_seed(0)
+            self.vector = [torch.randn(p.shape, generator=g).to(p) for p in model.parameters()]
+        start = [t.to(p) for t, p in zip(self.vector, model.parameters())]  # a checkpoint's is on the CPU
+        v = [t / norm(start).to(t.dtype) for t in start]
+        estimate = float("nan")
+        for _ in range(iterations or self.iterations):
+            hv = hvp(model, data, v, micro_batch)
+            new = float(sum((a.double() * b.double()).sum() for a, b in zip(v, hv)))  # Rayleigh quotient
+            size = norm(hv)
+            if size == 0:
+                return 0.0
+            v = [h / size.to(h.dtype) for h in hv]
+            converged = abs(new - estimate) <= self.tolerance * abs(new)
+            estimate = new
+            if converged:
+                break
+        self.vector = [t.detach() for t in v]
+        return estimate
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The step-size verdict for one run of a plan, at its initialisation."""
+
+    label: str
+    lr: float
+    sharpness: float  # λ_max(∇²L) at θ_0
+    gauss_newton: float  # λ_max(K_N)/N at θ_0 (MLP; NaN otherwise)
+    max_stable_lr: float  # 2 / sharpness
+
+    @property
+    def unstable(self) -> bool:
+        return self.lr > self.max_stable_lr
+
+
+def advise(runs: list[tuple], device: torch.device) -> list[Advice]:
+    """Per (run spec, its training set): the largest stable step 2/λ_max(∇²L) at
+    initialisation. Runs that share their initialisation (same model, seed and data) share
+    the computation."""
+    from engine.models import build_model
+
+    seen: dict[tuple, tuple[float, float]] = {}
+    out = []
+    for run, data in runs:
+        key = (repr(run.model), run.train.seeds[0], run.data)
+        if key not in seen:
+            data = data.to(device)
+            model = build_model(run).to(device)
+            sharp = PowerIteration(iterations=100, tolerance=1e-6)(model, data, run.probes.micro_batch)
+            gn = full_ntk_ends(model, data)[1] / data.n if run.model.kind == "mlp" else float("nan")
+            seen[key] = (sharp, gn)
+        sharp, gn = seen[key]
+        out.append(Advice(run.label, run.optim.lr, sharp, gn, 2.0 / sharp if sharp > 0 else float("inf")))
+    return out

@@ -1,0 +1,84 @@
+"""The theorems' hypotheses, measured: Hessian power iteration, the PL-bound identity, the
+step-size advisor, and the theory columns of a record."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import engine
+from engine.data import Dataset, load_data
+from engine.events import RunFinished
+from engine.models import MLP, he_normal_
+from engine.ntk import empirical_ntk
+from engine.record import find_records, read_record
+from engine.theory import PowerIteration
+from lplr_tui.cli import app
+
+
+def test_power_iteration_matches_the_explicit_hessian_on_a_tiny_mlp():
+    torch.manual_seed(0)
+    model = MLP(3, 5, 2, 1).double()
+    he_normal_(model, torch.Generator().manual_seed(3))
+    data = Dataset(torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64), "synthetic", "")
+    params = [p for p in model.parameters()]
+    shapes = [p.shape for p in params]
+    flat = torch.cat([p.detach().flatten() for p in params])
+
+    def loss_of(theta):
+        pieces, i = {}, 0
+        for (name, _), shape in zip(model.named_parameters(), shapes):
+            pieces[name] = theta[i : i + math.prod(shape)].reshape(shape)
+            i += math.prod(shape)
+        out = torch.func.functional_call(model, pieces, (data.x,))
+        return 0.5 * (out - data.y).pow(2).sum() / data.n
+
+    eig = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat))
+    top = eig[eig.abs().argmax()].item()
+    estimate = PowerIteration(iterations=5000, tolerance=1e-12)(model, data)
+    assert estimate == pytest.approx(top, rel=1e-6)
+
+
+def test_gradient_norm_is_the_ntk_quadratic_form(make_spec):
+    """‖∇L‖² = rᵀ K_N r / N² on the real model and real digits, in float64."""
+    spec = make_spec(model__width=64, data__n_train=200)
+    data = load_data(spec.data)
+    model = engine.build_model(spec).double()
+    x, y = data.x.double(), data.y.double()
+    residual = (model(x) - y).detach()
+    loss = 0.5 * (model(x) - y).pow(2).sum() / data.n
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    grad_sq = sum((g**2).sum() for g in grads).item()
+    quadratic = (residual.T @ empirical_ntk(model, x) @ residual).item() / data.n**2
+    assert grad_sq == pytest.approx(quadratic, rel=1e-8)
+
+
+def test_advise_flags_exactly_the_boundary_run_of_the_ablation(data_root):
+    result = CliRunner().invoke(app, ["advise", "--preset", "ablation", "--data-dir", data_root, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    flagged = [line.split()[0] + " " + line.split()[1] for line in lines if "UNSTABLE" in line]
+    assert flagged == ["m=1024 η=1e-3"]
+    assert all("largest stable step 2/λ_max" in line for line in lines)
+
+
+def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tmp_path):
+    spec = make_spec(train__epochs=40, probes__every=10, probes__theory_every=20, probes__ntk_subset=20, data__n_train=300)
+    events = list(engine.run(spec, tmp_path))
+    record = read_record(find_records([tmp_path])[0])
+    t = record.trajectory
+    assert t.theory_epoch == [0, 20, 40] and len(t.sharpness) == 3
+    assert all(low > 0 and high > low for low, high in zip(t.ntk_full_lambda_min, t.ntk_full_lambda_max))
+    # near the start the sharpness is the Gauss-Newton value λ_max(K_N)/N
+    assert t.sharpness[0] == pytest.approx(t.ntk_full_lambda_max[0] / 300, rel=0.05)
+    s = record.summary
+    assert s["pl_bound_holds_frac"] == 1.0
+    assert s["eos_ratio_max"] == pytest.approx(1e-3 * s["sharpness_max"] / 2)
+    assert s["lipschitz_K"] > 0 and s["compat_margin"] == pytest.approx(s["lambda_0"] - s["lipschitz_K"] * s["drift_max"])
+    assert t.ntk_change[0] == 0.0 and all(c > 0 for c in t.ntk_change[1:])
+    finished = next(e for e in events if isinstance(e, RunFinished))
+    assert record.reanalyse().keys() == finished.summary.keys()
