@@ -13,14 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import available_presets, load_spec, parse_override, preset_description, short_float
+from engine.config import available_presets, load_spec, parse_override, preset_description
 from engine.errors import LplrError
 from engine.events import FAILED, INTERRUPTED, PlanFinished
 from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
 from lplr_tui.export import export_plan
-from lplr_tui.tables import records_table
+from lplr_tui.tables import advice_lines, has_theory, records_table, theory_table
 
 app = typer.Typer(
     add_completion=False,
@@ -96,7 +96,7 @@ def run(
     runner.preflight()
     final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
-    out.print(records_table(records, f"{runner.spec.name}: summary"))
+    print_tables(records, f"{runner.spec.name}: summary")
     if records:
         rows = [(r.label, r.spec, r.summary, r.state) for r in records]
         summary_path, _ = export_plan(runner.results_dir, runner.spec.name, rows, [str(p.parent) for p in runner.record_paths])
@@ -105,6 +105,13 @@ def run(
     for path in runner.record_paths:
         out.print(f"  {path}", markup=False)
     raise typer.Exit(code if code is not None else exit_code(final, records))
+
+
+def print_tables(records: list, title: str) -> None:
+    out.print(records_table(records, title))
+    rows = [(r.label, r.spec, r.summary, r.state) for r in records]
+    if has_theory(rows):
+        out.print(theory_table(title, rows))
 
 
 def new_runner(preset, overrides, results, data_dir, device) -> Runner:
@@ -179,14 +186,6 @@ def advise(
         out.print(line, markup=False)
 
 
-def advice_lines(advice: list) -> list[str]:
-    width = max(len(a.label) for a in advice)
-    return [
-        f"{a.label:<{width}}  η = {short_float(a.lr):<7} λ_max(∇²L) = {a.sharpness:<8.4g} λ_max(K_N)/N = {a.gauss_newton:<8.4g} "
-        f"largest stable step 2/λ_max = {a.max_stable_lr:.2e}  {'UNSTABLE' if a.unstable else 'stable'}"
-        for a in advice
-    ]
-
 
 @app.command()
 def presets() -> None:
@@ -209,7 +208,7 @@ def summary(
     records = [read_record(p) for p in find_records(paths)]
     if not records:
         raise LplrError(f"no records under {', '.join(map(str, paths))}")
-    out.print(records_table(records, "summary"))
+    print_tables(records, "summary")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from engine.analysis import mean_summary
+from engine.config import short_float
 from engine.record import Record
 
 Row = tuple[str, dict, dict, str]  # label, spec, summary, state
@@ -38,6 +39,21 @@ TABLE2 = [
     ("λ_T", "lambda_T", ".4g"),
     ("state", "state", "s"),
 ]
+THEORY_COLUMNS = [
+    ("run", "label", "s"),
+    ("λ_max(∇²L)\nmax", "sharpness_max", ".4g"),
+    ("η·λ_max/2\nmax", "eos_ratio_max", ".3f"),
+    ("PL bound\nholds", "pl_bound_holds_frac", ".0%"),
+    ("L̂_K", "lipschitz_K", ".4g"),
+    ("R", "drift_max", ".3g"),
+    ("margin\nλ_0 − L̂_K·R", "compat_margin", ".4g"),
+    ("μ", "pl_mu", ".3g"),
+]
+THEORY_CAPTION = (
+    "The theorems' hypotheses: sharpness λ_max(∇²L) (GD is stable while η·λ_max/2 < 1); the share "
+    "of theory probes where PL ratio ≥ (λ_min(K_N)/N)·L/(L − L*); L̂_K = max ‖K_t − K_0‖₂/‖θ_t − θ_0‖ "
+    "on the NTK subset; R = max drift; μ = margin/N when the margin is positive."
+)
 CAPTION = (
     "λ: NTK λ_min on the probe subset at the first and last probe; drift: final ‖θ_T − θ_0‖; "
     "L*: terminal-loss proxy; PL statistics{rho} on the stable regime{regime}."
@@ -115,3 +131,35 @@ def summary_table(title: str, rows: list[Row]) -> Table:
 def regimes(summaries: list[dict]) -> str:
     windows = {(s["stable_from"], s["stable_to"]) for s in summaries if "stable_from" in s}
     return (" (epochs " + ", ".join(f"{a}–{b}" for a, b in sorted(windows)) + ")") if windows else ""
+
+
+def has_theory(rows: list[Row]) -> bool:
+    keys = ("sharpness_max", "lipschitz_K")
+    return any(isinstance(summary.get(k), float) and math.isfinite(summary[k]) for _, _, summary, _ in rows for k in keys)
+
+
+def theory_cells(rows: list[Row]) -> list[list[str]]:
+    return [row_cells({**summary, "label": label}, THEORY_COLUMNS) for label, _, summary, _ in rows]
+
+
+def theory_table(title: str, rows: list[Row]) -> Table:
+    table = Table(
+        title=f"{title} (the theorems' hypotheses)", title_justify="left", header_style="bold",
+        box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), caption=THEORY_CAPTION, caption_justify="left",
+    )
+    for header, _, fmt in THEORY_COLUMNS:
+        table.add_column(header, justify="left" if fmt == "s" else "right", overflow="fold", no_wrap=fmt != "s",
+                         min_width=6 if header == "run" else None)
+    for cells in theory_cells(rows):
+        table.add_row(*cells)
+    return table
+
+
+def advice_lines(advice: list) -> list[str]:
+    """One line per run of `engine.theory.Advice`; UNSTABLE where η > 2/λ_max(∇²L)."""
+    width = max(len(a.label) for a in advice)
+    return [
+        f"{a.label:<{width}}  η = {short_float(a.lr):<7} λ_max(∇²L) = {a.sharpness:<8.4g} λ_max(K_N)/N = {a.gauss_newton:<8.4g} "
+        f"largest stable step 2/λ_max = {a.max_stable_lr:.2e}  {'UNSTABLE' if a.unstable else 'stable'}"
+        for a in advice
+    ]

@@ -66,11 +66,14 @@ class DiagnosticChart(PlotextPlot):
         self.log_axis = log
         self.series: list[Series] = []
         self.marks: list[float] = []
+        self.levels: list[float] = []
         self.note = ""
         self.skipped = 0
 
-    def show(self, series: list[Series], marks: list[float] = (), note: str = "") -> None:
-        self.series, self.marks, self.note = list(series), list(marks), note
+    def show(self, series: list[Series], marks: list[float] = (), note: str = "", levels: list[float] = (), title: str = "") -> None:
+        """Series to draw; `marks` are epochs (vertical lines), `levels` values (horizontal)."""
+        self.series, self.marks, self.note, self.levels = list(series), list(marks), note, list(levels)
+        self.base_title = title or self.base_title
         self.refresh()
 
     @property
@@ -95,4 +98,6 @@ class DiagnosticChart(PlotextPlot):
             plt.plot(s.x.tolist(), s.y.tolist(), label=s.label if len(data.series) > 1 else None, color=s.colour, marker="braille")
         for mark in self.marks:
             plt.vline(mark, "gray")
+        for level in self.levels:
+            plt.hline(level, "red")
         return super().render()

@@ -27,6 +27,16 @@ CHARTS = [
     ("chart-pl", "PL ratio (log)", True, ("epoch", "pl_ratio")),
     ("chart-subopt", "L − L*", True, ("epoch", "subopt")),
 ]
+# the theory view (key x) draws these in two of the charts' places:
+# chart id -> (title, [(x key, y key, what the series is)], horizontal levels)
+THEORY = {
+    "chart-lambda": ("edge of stability η·λ_max(∇²L)/2 (line: 1)", [("theory_epoch", "eos_ratio", "")], [1.0]),
+    "chart-pl": (
+        "PL ratio and its bound λ_min(K_N)/N·L/(L−L*) (log)",
+        [("theory_epoch", "pl_ratio_theory", "ratio"), ("theory_epoch", "pl_bound", "bound")],
+        [],
+    ),
+}
 
 
 def run_line(run: RunView) -> str:
@@ -58,6 +68,7 @@ class DashboardScreen(Screen):
         Binding("n", "next_run", "next run"),
         Binding("p", "previous_run", "prev run"),
         Binding("t", "table", "table"),
+        Binding("x", "theory", "theory"),
         Binding("b", "back", "back", show=False),
         Binding("question_mark", "app.help", "help"),
         Binding("q", "app.quit_app", "quit"),
@@ -68,6 +79,7 @@ class DashboardScreen(Screen):
         self.plan = plan
         self.selected = 0
         self.overlay = False
+        self.theory = False
         self.drawn_version = -1
 
     def compose(self) -> ComposeResult:
@@ -119,10 +131,22 @@ class DashboardScreen(Screen):
     def update_charts(self) -> None:
         runs = self.shown_runs()
         data = [(run, run.series()) for run in runs]
-        for chart_id, _, _, (x_key, y_key) in CHARTS:
+        for chart_id, title, log, (x_key, y_key) in CHARTS:
             chart = self.query_one("#" + chart_id, DiagnosticChart)
+            if self.theory and chart_id in THEORY:
+                self.draw_theory(chart, chart_id, data, runs)
+                continue
             series = [Series(run.label, s[x_key], s[y_key], COLOURS[run.index % len(COLOURS)]) for run, s in data]
-            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data))
+            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data), title=title)
+
+    def draw_theory(self, chart: DiagnosticChart, chart_id: str, data: list, runs: list[RunView]) -> None:
+        title, parts, levels = THEORY[chart_id]
+        series = [
+            Series(f"{run.label} {what}".strip(), s[x_key], s[y_key], COLOURS[(run.index + 3 * i) % len(COLOURS)])
+            for run, s in data
+            for i, (x_key, y_key, what) in enumerate(parts)
+        ]
+        chart.show(series, marks=self.stable_marks(runs), levels=levels, title=title)
 
     @staticmethod
     def stable_marks(runs: list[RunView]) -> list[float]:
@@ -164,6 +188,11 @@ class DashboardScreen(Screen):
     def action_overlay(self) -> None:
         self.overlay = not self.overlay
         self.query_one("#overlay-hint", Static).update(f"[o] overlay: {'on' if self.overlay else 'off'}")
+        self.redraw(force=True)
+
+    def action_theory(self) -> None:
+        self.theory = not self.theory
+        self.notify("theory view: " + ("edge of stability and the PL bound" if self.theory else "off"), timeout=2)
         self.redraw(force=True)
 
     def action_cancel(self) -> None:

@@ -11,10 +11,12 @@ from textual.widgets import Static
 HELP = """[b]lplr-tui keys[/b]
 
   picker      ↑ ↓ choose an experiment · tab to its fields · s start
+              a the largest stable step 2/λ_max(∇²L) of each run
   dashboard   c cancel the plan (records say interrupted)
               e export the records and the summary
               n / p  next / previous run · o overlay all runs
-              t Table 1 · b back to the picker (after the end)
+              x theory view: edge of stability, PL ratio vs its bound
+              t the summary table · b back to the picker (after the end)
   anywhere    ? this help · q quit (asks while a run is live)
 
 [b]charts[/b]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -16,6 +16,8 @@ from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, St
 
 from engine.config import Spec, available_presets, load_spec, parse_override
 from engine.errors import ConfigError, LplrError
+from engine.runner import Runner
+from lplr_tui.tables import advice_lines
 
 # (the key the field edits, its label); "widths" edits model.width of every [[runs]] entry
 FIELDS = [
@@ -84,6 +86,7 @@ def parse_widths(text: str, count: int) -> list:
 class PickerScreen(Screen):
     BINDINGS = [
         Binding("s", "start", "start"),
+        Binding("a", "advise", "advise η"),
         Binding("question_mark", "app.help", "help"),
         Binding("q", "app.quit_app", "quit"),
     ]
@@ -108,6 +111,7 @@ class PickerScreen(Screen):
                     yield Static("", id=field_id(key) + "-error", classes="field-error")
                 yield Static("", id="form-error", classes="field-error")
                 yield Button("Start  (s)", id="start", variant="primary")
+                yield Static("[dim]a: the largest stable step of each run, at initialisation[/dim]", id="advice")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -163,6 +167,24 @@ class PickerScreen(Screen):
         widget = self.query_one(target, Static)
         widget.update(Text(exc.bare if target != "#form-error" else str(exc)))
         widget.display = True
+
+    def action_advise(self) -> None:
+        spec = self.checked_spec()
+        if spec is None:
+            return
+        self.query_one("#advice", Static).update("computing λ_max(∇²L) of each run at its initialisation…")
+        self.advise_in_background(spec)
+
+    @work(thread=True, exclusive=True)
+    def advise_in_background(self, spec: Spec) -> None:
+        try:
+            runner = Runner(spec)
+            runner.preflight()
+            text = Text("\n".join(advice_lines(runner.advise())))
+            text.highlight_words(["UNSTABLE"], "bold red")
+        except LplrError as exc:
+            text = Text(str(exc), style="red")
+        self.app.call_from_thread(self.query_one("#advice", Static).update, text)
 
     @on(Input.Changed)
     def changed(self) -> None:

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import CAPTION, columns_for, is_table2, table_rows
+from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, table_rows, theory_cells
 
 
 class SummaryScreen(Screen):
@@ -29,6 +29,9 @@ class SummaryScreen(Screen):
         yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
         yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
         yield Static(Text(CAPTION.format(rho="", regime="")), id="summary-caption")
+        if has_theory(self.rows):
+            yield DataTable(id="theory", zebra_stripes=True, cursor_type="row")
+            yield Static(Text(THEORY_CAPTION), id="theory-caption")
         yield Footer()
 
     @property
@@ -40,3 +43,8 @@ class SummaryScreen(Screen):
         table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns_for(self.rows)))
         for cells in table_rows(self.rows):
             table.add_row(*cells)
+        if has_theory(self.rows):
+            theory = self.query_one("#theory", DataTable)
+            theory.add_columns(*(header.replace("\n", " ") for header, _, _ in THEORY_COLUMNS))
+            for cells in theory_cells(self.rows):
+                theory.add_row(*cells)

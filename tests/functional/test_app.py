@@ -135,3 +135,26 @@ async def test_resizing_during_a_run_keeps_drawing(app):
         assert app.live and all_charts_have_points(app)
         await pilot.press("c")
         await until(pilot, lambda: not app.live)
+
+
+async def test_theory_view_and_step_size_advice(app):
+    async with app.run_test(size=(120, 40)) as pilot:
+        picker = app.screen
+        picker.query_one("#presets").index = 1  # the ablation
+        await pilot.pause()
+        await pilot.press("a")
+        advice = picker.query_one("#advice")
+        await until(pilot, lambda: "stable" in str(advice.render()), timeout=120)
+        lines = [line for line in str(advice.render()).splitlines() if "UNSTABLE" in line]
+        assert len(lines) == 1 and lines[0].startswith("m=1024 η=1e-3")
+        picker.query_one("#presets").index = 0  # mnist
+        await pilot.pause()
+        await start(pilot, app, "mnist", train__epochs="100000", probes__every="5")
+        await until(pilot, lambda: app.plan.runs and len(app.plan.runs[0].trajectory.theory_epoch) >= 1)
+        await pilot.press("x")
+        await pilot.pause(0.5)
+        eos, pl = charts(app)[0], charts(app)[2]
+        assert eos.base_title.startswith("edge of stability") and eos.levels == [1.0] and eos.points >= 1
+        assert [s.label for s in pl.series] == ["m=128 η=1e-3 ratio", "m=128 η=1e-3 bound"]
+        await pilot.press("c")
+        await until(pilot, lambda: not app.live)
