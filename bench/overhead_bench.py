@@ -1,12 +1,13 @@
-"""What watching costs: the ablation's runs with the default probe cadence (drift and NTK λ_min
-every 10 epochs; loss and grad_sq every epoch, read from the GD step itself) against the same
-runs with the drift/NTK probes off, side by side in one process.
+"""What watching costs: the ablation's runs three ways, side by side in one process:
+off (only loss and grad_sq, which come from the GD step itself), probes (drift and NTK λ_min
+every 10 epochs, the default cadence), and all (probes + the theory probes every 50 epochs:
+sharpness by Hessian power iteration and the full-set NTK spectrum, as the preset has it).
 
     python bench/overhead_bench.py               # 100 epochs per run
     python bench/overhead_bench.py --epochs 300
 
-Prints each run's two wall times, the overall ratio (goal: <= 1.05), and the peak memory of
-the process (max RSS), which the m = 1024 runs set.
+Prints each run's wall times and the overall ratios (goal for probes/off: <= 1.05), and the
+peak memory of the process (max RSS), which the m = 1024 runs set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def wall(spec) -> float:
     return time.perf_counter() - start
 
 
+def with_probes(spec, every: int, theory_every: int):
+    raw = spec.to_dict()
+    raw["probes"] = {**raw["probes"], "every": every, "theory_every": theory_every}
+    return engine.config.validate(raw)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100)
@@ -34,21 +41,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="tries of each side; the fastest counts")
     args = parser.parse_args()
     plan = engine.load_spec("ablation", {"train.epochs": args.epochs, "train.device": args.device})
-    total_on = total_off = 0.0
     wall(engine.load_spec("mnist", {"train.epochs": 5, "train.device": args.device}))  # warm-up: threads, caches
-    print(f"{'run':<18} {'probes on s':>12} {'probes off s':>13} {'ratio':>7}")
+    totals = {"off": 0.0, "probes": 0.0, "all": 0.0}
+    print(f"{'run':<18} {'off s':>7} {'probes s':>9} {'all s':>7} {'probes/off':>11} {'all/off':>8}")
     for run in plan_runs(plan):
-        off = engine.config.validate({**run.to_dict(), "probes": {**run.to_dict()["probes"], "every": 0}})
-        # the faster of two tries each, alternating, so that a busy moment of the machine
-        # does not land on one side only
-        on_s = off_s = float("inf")
+        variants = {"off": with_probes(run, 0, 0), "probes": with_probes(run, run.probes.every, 0), "all": run}
+        best = {name: float("inf") for name in variants}
+        # the fastest of `repeat` tries, alternating, so a busy moment lands on no side alone
         for _ in range(args.repeat):
-            on_s, off_s = min(on_s, wall(run)), min(off_s, wall(off))
-        total_on, total_off = total_on + on_s, total_off + off_s
-        print(f"{run.label:<18} {on_s:>12.2f} {off_s:>13.2f} {on_s / off_s:>7.3f}", flush=True)
+            for name, spec in variants.items():
+                best[name] = min(best[name], wall(spec))
+        for name in totals:
+            totals[name] += best[name]
+        print(f"{run.label:<18} {best['off']:>7.2f} {best['probes']:>9.2f} {best['all']:>7.2f} "
+              f"{best['probes'] / best['off']:>11.3f} {best['all'] / best['off']:>8.3f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(f"peak memory (max RSS of the process, set by the m=1024 runs): {peak:.2f} GiB")
-    print(f"overhead probes on/off ({args.epochs} epochs per run): {total_on / total_off:.3f}")
+    print(f"overhead all/off (theory every {plan.probes.theory_every} epochs): {totals['all'] / totals['off']:.3f}")
+    print(f"overhead probes/off ({args.epochs} epochs per run): {totals['probes'] / totals['off']:.3f}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,16 @@ class AnalysisSpec:
 
 
 @dataclass(frozen=True)
+class GuideSpec:
+    text: str = key("", doc="what the experiment tests and what to watch, in words")
+    lambda_drop: float = key(0.5, within(0.0, 1.0), "annotate / verdict: λ_min fell by more than this fraction")
+    drift_jump: float = key(3.0, above(1), "annotate: drift grew more than this many-fold within drift_window probes")
+    drift_window: int = key(3, at_least(1), "probes over which a drift jump is judged")
+    r2_min: float = key(0.9, fraction(), "verdict: R² of log(L − L*) against the epoch for geometric decay")
+    saturation: float = key(0.5, fraction(), "verdict: the drift's growth in the last 20% of epochs, at most")
+
+
+@dataclass(frozen=True)
 class RecordSpec:
     write_interval: float = key(5.0, above(0), "seconds between rewrites of record.toml")
 
@@ -140,6 +150,7 @@ TABLES: dict[str, type] = {
     "train": TrainSpec,
     "probes": ProbesSpec,
     "analysis": AnalysisSpec,
+    "guide": GuideSpec,
     "record": RecordSpec,
 }
 TOP_LEVEL = ("name", "description", "runs", "label")
@@ -155,6 +166,7 @@ class Spec:
     train: TrainSpec
     probes: ProbesSpec
     analysis: AnalysisSpec
+    guide: GuideSpec
     record: RecordSpec
     runs: tuple[dict, ...] = ()
     label: str = ""

@@ -57,6 +57,16 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """What the engine's analysis noticed live, with the numbers (kept in the record)."""
+
+    run: int
+    epoch: int
+    kind: str  # lambda_fell | lambda_nonpositive | loss_rose | drift_jumped
+    text: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run: int
     state: str
@@ -64,9 +74,11 @@ class RunFinished:
     epochs_done: int
     summary: dict
     finished: str  # ISO time
+    verdicts: list = field(default_factory=list)  # engine.verdicts.Verdict as dicts
 
 
 @dataclass(frozen=True)
 class PlanFinished:
     state: str  # finished | interrupted | failed
     reason: str = ""
+    verdicts: tuple = ()  # the cross-run verdicts, as dicts

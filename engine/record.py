@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 from engine import analysis
 from engine.errors import ConfigError, LplrError
-from engine.events import INTERRUPTED, RUNNING, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
+from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
 
 RECORD_NAME = "record.toml"
@@ -39,6 +39,8 @@ class Record:
     status: dict = field(default_factory=dict)  # state, reason, epochs_done
     summary: dict = field(default_factory=dict)
     trajectory: Trajectory = field(default_factory=Trajectory)
+    verdict: dict = field(default_factory=dict)  # name -> passed, measured, threshold, text
+    annotations: list = field(default_factory=list)  # epoch, kind, text
     path: Path | None = None
 
     def to_dict(self) -> dict:
@@ -48,6 +50,8 @@ class Record:
             "environment": self.environment,
             "status": self.status,
             "summary": self.summary,
+            "verdict": self.verdict,
+            "annotations": self.annotations,
             "trajectory": self.trajectory.to_dict(),
         }
 
@@ -148,6 +152,8 @@ def read_record(path: str | Path) -> Record:
         status=raw.get("status", {}),
         summary=raw.get("summary", {}),
         trajectory=Trajectory.from_dict(raw.get("trajectory", {})),
+        verdict=raw.get("verdict", {}),
+        annotations=raw.get("annotations", []),
         path=path,
     )
 
@@ -212,6 +218,8 @@ class RecordWriter:
             self.records[event.run].trajectory.add(event)
             if time.monotonic() - self.last_write[event.run] >= self.write_interval:
                 self.write(event.run)
+        elif isinstance(event, Annotation) and event.run in self.records:
+            self.records[event.run].annotations.append({"epoch": event.epoch, "kind": event.kind, "text": event.text})
         elif isinstance(event, Notice) and event.run in self.records:
             self.records[event.run].status.setdefault("notes", []).append(f"epoch {event.epoch}: {event.text}")
             self.write(event.run)
@@ -243,11 +251,13 @@ class RecordWriter:
         record.environment["resumed"] = before.environment.get("resumed", []) + [resumed_at]
         if before.status.get("notes"):
             record.status["notes"] = list(before.status["notes"])
+        record.annotations = [a for a in before.annotations if a["epoch"] < record.status["epochs_done"]]
 
     def finish(self, event: RunFinished) -> None:
         record = self.records[event.run]
         record.status.update(state=event.state, reason=event.reason, epochs_done=event.epochs_done)
         record.summary = dict(event.summary)
+        record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in event.verdicts}
         record.environment["finished"] = event.finished
         self.write(event.run)
 
@@ -289,7 +299,7 @@ def same_summary(a: dict, b: dict, rel: float = 1e-12) -> bool:
     return True
 
 
-def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dict | None = None) -> Path:
+def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dict | None = None, verdicts: list | None = None) -> Path:
     """The plan's summary rows (label, state, record, summary), and a mean row when the plan
     reports one (Table 2), in one TOML file of its own."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -298,5 +308,6 @@ def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dic
         if not path.exists():
             break
         path = Path(results_dir) / f"{stamp}-{plan}-summary-{attempt}.toml"
-    write_atomic(path, {"plan": plan, "runs": rows, **({"mean": mean} if mean is not None else {})})
+    extra = {"mean": mean} if mean is not None else {}
+    write_atomic(path, {"plan": plan, **extra, "verdicts": verdicts or [], "runs": rows})
     return path

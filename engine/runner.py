@@ -31,7 +31,9 @@ from engine.events import (
 )
 from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
+from engine.annotations import Annotator
 from engine.theory import advise
+from engine.verdicts import Thresholds, plan_verdicts, run_verdicts
 from engine.train import Outcome, train
 from engine.trajectory import Trajectory
 
@@ -102,6 +104,8 @@ class Runner:
         self._data: dict = {}
         self._devices: list[torch.device] = []
         self._trajectory = Trajectory()
+        self._annotator: Annotator | None = None
+        self._finished: list[dict] = []  # what the cross-run verdicts need, per finished run
         self._resume: tuple[Path, Record] | None = None
 
     @classmethod
@@ -181,6 +185,8 @@ class Runner:
         if self.writer is not None:
             self.writer.handle(event)
         self.events.put(event)
+        for annotation in self._annotator.see(event) if self._annotator else []:
+            self._emit(annotation)
 
     def _main(self) -> None:
         final = PlanFinished(FINISHED)
@@ -190,8 +196,10 @@ class Runner:
                 if self.cancelled:
                     break
                 self._run_one(index, run)
+            verdicts = tuple(v.to_dict() for v in plan_verdicts(self._finished, thresholds(self.spec)))
+            final = PlanFinished(FINISHED, verdicts=verdicts)
             if self.cancelled:
-                final = PlanFinished(INTERRUPTED, "cancelled by the user")
+                final = PlanFinished(INTERRUPTED, "cancelled by the user", verdicts)
         except BaseException as exc:  # a sink failed (disk full?): say so instead of hanging consumers
             final = PlanFinished(FAILED, f"{type(exc).__name__}: {exc}")
         finally:
@@ -205,6 +213,8 @@ class Runner:
         model.to(device)
         params = count_params(model)
         self._trajectory = Trajectory.from_dict(prior.to_dict())
+        guide = spec.guide
+        self._annotator = Annotator(index, guide.lambda_drop, guide.drift_jump, guide.drift_window)
         self._emit(RunStarted(
             index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir or ""),
             resumed_from=start.epoch, trajectory=prior.to_dict(),
@@ -215,11 +225,18 @@ class Runner:
         except Exception as exc:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
+        final = outcome.state == FINISHED
         summary = analysis.summarize(
             self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to,
-            final=outcome.state == FINISHED, n_train=data.n, lr=spec.optim.lr,
+            final=final, n_train=data.n, lr=spec.optim.lr,
         )
-        self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now()))
+        verdicts = [v.to_dict() for v in run_verdicts(self._trajectory, summary, final, thresholds(spec))]
+        if final:
+            self._finished.append({
+                "label": spec.label, "width": spec.model.width if spec.model.kind == "mlp" else spec.model.base_width,
+                "lr": spec.optim.lr, "seed": spec.train.seeds[0], "summary": summary, "verdicts": verdicts,
+            })
+        self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
         """A fresh run (new directory, epoch 0) or the resumed one (its checkpoint, its past)."""
@@ -230,6 +247,11 @@ class Runner:
             return start, record.trajectory.before(start.epoch), run_dir
         run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
         return Start(), Trajectory(), run_dir
+
+
+def thresholds(spec: Spec) -> Thresholds:
+    g = spec.guide
+    return Thresholds(r2_min=g.r2_min, saturation=g.saturation, jump=g.drift_jump, lambda_drop=g.lambda_drop)
 
 
 def where(exc: BaseException) -> str:

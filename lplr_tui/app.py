@@ -49,7 +49,7 @@ class LplrApp(App):
         runner.preflight()  # raises what the user must fix; the picker shows it
         self.runner, self.plan = runner, PlanView(self.clock)
         runner.start()
-        self.push_screen(DashboardScreen(self.plan))
+        self.push_screen(DashboardScreen(self.plan, spec.guide.text))
 
     def watch_plan(self, plan: PlanView) -> None:
         """Show a plan that is fed from elsewhere (tests, replays)."""

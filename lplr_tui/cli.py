@@ -20,7 +20,7 @@ from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
 from lplr_tui.export import export_plan
-from lplr_tui.tables import advice_lines, has_theory, records_table, theory_table
+from lplr_tui.tables import advice_lines, has_theory, record_verdicts, records_table, theory_table, verdict_lines
 
 app = typer.Typer(
     add_completion=False,
@@ -97,9 +97,12 @@ def run(
     final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
     print_tables(records, f"{runner.spec.name}: summary")
+    print_verdicts(records, list(final.verdicts))
     if records:
         rows = [(r.label, r.spec, r.summary, r.state) for r in records]
-        summary_path, _ = export_plan(runner.results_dir, runner.spec.name, rows, [str(p.parent) for p in runner.record_paths])
+        summary_path, _ = export_plan(
+            runner.results_dir, runner.spec.name, rows, [str(p.parent) for p in runner.record_paths], list(final.verdicts)
+        )
         out.print(f"summary: {summary_path}", markup=False)
     out.print("records:")
     for path in runner.record_paths:
@@ -112,6 +115,14 @@ def print_tables(records: list, title: str) -> None:
     rows = [(r.label, r.spec, r.summary, r.state) for r in records]
     if has_theory(rows):
         out.print(theory_table(title, rows))
+
+
+def print_verdicts(records: list, plan: list) -> None:
+    lines = verdict_lines([(r.label, record_verdicts(r)) for r in records], plan)
+    if lines:
+        out.print("verdicts (did the theory's predictions hold?)", style="bold")
+        for line in lines:
+            out.print("  " + line, markup=False)
 
 
 def new_runner(preset, overrides, results, data_dir, device) -> Runner:

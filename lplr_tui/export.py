@@ -12,7 +12,7 @@ from engine.record import RECORD_NAME, write_plan_summary
 from lplr_tui.tables import Row, is_table2, summary_table
 
 
-def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[str]) -> list[Path]:
+def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[str], verdicts: list | None = None) -> list[Path]:
     """Writes <time>-<plan>-summary.toml and .txt; returns their paths."""
     runs = [
         {"label": label, "state": state, "record": str(Path(run_dir) / RECORD_NAME), "summary": summary}
@@ -21,7 +21,7 @@ def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[st
     mean = None
     if is_table2(rows):
         mean = mean_summary([summary for _, _, summary, state in rows if state == "finished"])
-    path = write_plan_summary(results_dir, plan, runs, mean)
+    path = write_plan_summary(results_dir, plan, runs, mean, verdicts or [])
     console = Console(record=True, width=160, file=io.StringIO())
     console.print(summary_table(plan, rows))
     text = path.with_suffix(".txt")

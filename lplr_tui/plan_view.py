@@ -9,7 +9,7 @@ from typing import Callable
 
 from engine.analysis import live_series
 from engine.events import (
-    FINISHED, RUNNING, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
+    FINISHED, RUNNING, Annotation, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
 )
 from engine.trajectory import Trajectory
 
@@ -31,6 +31,8 @@ class RunView:
     trajectory: Trajectory = field(default_factory=Trajectory)
     started: float | None = None
     ended: float | None = None
+    annotations: list = field(default_factory=list)  # engine Annotation events
+    verdicts: list = field(default_factory=list)  # dicts: name, passed, measured, threshold, text
 
     @property
     def epoch(self) -> int:
@@ -59,6 +61,7 @@ class PlanView:
         self.started: float | None = None
         self.ended: float | None = None
         self.version = 0  # bumped by every event: the charts redraw when it moved
+        self.verdicts: list = []  # the cross-run verdicts, once the plan has ended
 
     def handle(self, event: object) -> None:
         self.version += 1
@@ -72,11 +75,15 @@ class PlanView:
             run.trajectory = Trajectory.from_dict(event.trajectory)  # a resumed run's past
         elif isinstance(event, (EpochMeasured, ProbeMeasured)):
             self.runs[event.run].trajectory.add(event)
+        elif isinstance(event, Annotation):
+            self.runs[event.run].annotations.append(event)
         elif isinstance(event, RunFinished):
             run = self.runs[event.run]
             run.state, run.reason, run.summary, run.ended = event.state, event.reason, event.summary, self.clock()
+            run.verdicts = list(event.verdicts)
         elif isinstance(event, PlanFinished):
             self.state, self.reason, self.ended = event.state, event.reason, self.clock()
+            self.verdicts = list(event.verdicts)
 
     @property
     def live(self) -> bool:

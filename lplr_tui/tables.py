@@ -163,3 +163,20 @@ def advice_lines(advice: list) -> list[str]:
         f"largest stable step 2/λ_max = {a.max_stable_lr:.2e}  {'UNSTABLE' if a.unstable else 'stable'}"
         for a in advice
     ]
+
+
+def verdict_lines(runs: list[tuple[str, list]], plan: list) -> list[str]:
+    """runs: (label, verdict dicts) per run; plan: the cross-run verdict dicts."""
+    lines = []
+    for label, verdicts in runs:
+        if verdicts:
+            lines.append(label)
+            lines += [f"  {'✓' if v['passed'] else '✗'} {v['text']}" for v in verdicts]
+    if plan:
+        lines.append("across the plan")
+        lines += [f"  {'✓' if v['passed'] else '✗'} {v['text']}" for v in plan]
+    return lines
+
+
+def record_verdicts(record: Record) -> list[dict]:
+    return [{"name": name, **v} for name, v in record.verdict.items()]

@@ -67,12 +67,18 @@ class DiagnosticChart(PlotextPlot):
         self.series: list[Series] = []
         self.marks: list[float] = []
         self.levels: list[float] = []
+        self.noticed: list[float] = []
         self.note = ""
         self.skipped = 0
 
-    def show(self, series: list[Series], marks: list[float] = (), note: str = "", levels: list[float] = (), title: str = "") -> None:
-        """Series to draw; `marks` are epochs (vertical lines), `levels` values (horizontal)."""
+    def show(
+        self, series: list[Series], marks: list[float] = (), note: str = "", levels: list[float] = (),
+        title: str = "", noticed: list[float] = (),
+    ) -> None:
+        """Series to draw; `marks` (grey) and `noticed` (yellow, the annotations) are epochs,
+        drawn as vertical lines; `levels` are values, drawn as horizontal lines."""
         self.series, self.marks, self.note, self.levels = list(series), list(marks), note, list(levels)
+        self.noticed = list(noticed)
         self.base_title = title or self.base_title
         self.refresh()
 
@@ -100,4 +106,6 @@ class DiagnosticChart(PlotextPlot):
             plt.vline(mark, "gray")
         for level in self.levels:
             plt.hline(level, "red")
+        for epoch in self.noticed:
+            plt.vline(epoch, "yellow")
         return super().render()

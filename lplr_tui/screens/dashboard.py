@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ListItem, ListView, Static
 
@@ -69,14 +69,16 @@ class DashboardScreen(Screen):
         Binding("p", "previous_run", "prev run"),
         Binding("t", "table", "table"),
         Binding("x", "theory", "theory"),
+        Binding("g", "guide", "guide"),
         Binding("b", "back", "back", show=False),
         Binding("question_mark", "app.help", "help"),
         Binding("q", "app.quit_app", "quit"),
     ]
 
-    def __init__(self, plan: PlanView):
+    def __init__(self, plan: PlanView, guide: str = ""):
         super().__init__()
         self.plan = plan
+        self.guide = guide.strip()
         self.selected = 0
         self.overlay = False
         self.theory = False
@@ -92,9 +94,14 @@ class DashboardScreen(Screen):
             with Grid(id="charts"):
                 for chart_id, title, log, _ in CHARTS:
                     yield DiagnosticChart(title, log=log, id=chart_id)
+            with VerticalScroll(id="guide-pane"):
+                yield Static(Text(self.guide or "(this preset has no guide)"), id="guide-text")
+                yield Label("noticed", classes="pane-title")
+                yield Static("", id="annotations")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#guide-pane").display = self.app.size.width >= 120  # room for it; g toggles
         self.set_interval(REDRAW_EVERY, self.redraw)
         self.redraw()
 
@@ -108,6 +115,7 @@ class DashboardScreen(Screen):
         self.query_one("#status", Static).update(Text(status_line(self.plan)))
         self.update_run_list()
         self.update_charts()
+        self.update_annotations()
 
     def update_run_list(self) -> None:
         view = self.query_one("#runs", ListView)
@@ -137,7 +145,8 @@ class DashboardScreen(Screen):
                 self.draw_theory(chart, chart_id, data, runs)
                 continue
             series = [Series(run.label, s[x_key], s[y_key], COLOURS[run.index % len(COLOURS)]) for run, s in data]
-            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data), title=title)
+            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data), title=title,
+                       noticed=self.noticed(runs))
 
     def draw_theory(self, chart: DiagnosticChart, chart_id: str, data: list, runs: list[RunView]) -> None:
         title, parts, levels = THEORY[chart_id]
@@ -146,7 +155,15 @@ class DashboardScreen(Screen):
             for run, s in data
             for i, (x_key, y_key, what) in enumerate(parts)
         ]
-        chart.show(series, marks=self.stable_marks(runs), levels=levels, title=title)
+        chart.show(series, marks=self.stable_marks(runs), levels=levels, title=title, noticed=self.noticed(runs))
+
+    def update_annotations(self) -> None:
+        lines = [f"[{run.label}] epoch {a.epoch}: {a.text}" for run in self.shown_runs() for a in run.annotations]
+        self.query_one("#annotations", Static).update(Text("\n".join(lines) or "nothing yet"))
+
+    @staticmethod
+    def noticed(runs: list[RunView]) -> list[float]:
+        return sorted({a.epoch for run in runs for a in run.annotations})
 
     @staticmethod
     def stable_marks(runs: list[RunView]) -> list[float]:
@@ -189,6 +206,10 @@ class DashboardScreen(Screen):
         self.overlay = not self.overlay
         self.query_one("#overlay-hint", Static).update(f"[o] overlay: {'on' if self.overlay else 'off'}")
         self.redraw(force=True)
+
+    def action_guide(self) -> None:
+        pane = self.query_one("#guide-pane")
+        pane.display = not pane.display
 
     def action_theory(self) -> None:
         self.theory = not self.theory

@@ -16,6 +16,7 @@ HELP = """[b]lplr-tui keys[/b]
               e export the records and the summary
               n / p  next / previous run · o overlay all runs
               x theory view: edge of stability, PL ratio vs its bound
+              g show / hide the guide and what was noticed
               t the summary table · b back to the picker (after the end)
   anywhere    ? this help · q quit (asks while a run is live)
 
@@ -25,7 +26,8 @@ HELP = """[b]lplr-tui keys[/b]
   PL ratio   ‖∇L‖² / 2(L − L*), log axis
   L − L*     suboptimality, log axis; L* is the running minimum
              (provisional) until the run ends, then its final loss
-  the grey lines mark the stable regime once a run has ended;
+  the grey lines mark the stable regime once a run has ended,
+  the yellow ones what the analysis noticed (listed beside the guide);
   NaN/inf (and ≤ 0 on a log axis) are not drawn, and are counted
 
 press any key to close"""

@@ -112,6 +112,7 @@ class PickerScreen(Screen):
                 yield Static("", id="form-error", classes="field-error")
                 yield Button("Start  (s)", id="start", variant="primary")
                 yield Static("[dim]a: the largest stable step of each run, at initialisation[/dim]", id="advice")
+                yield Static("", id="guide")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -133,6 +134,7 @@ class PickerScreen(Screen):
             self.show_error(exc)
             return
         self.query_one("#description", Static).update(f"[b]{escape(name)}[/b]\n\n{escape(self.spec.description)}")
+        self.query_one("#guide", Static).update(Text(self.spec.guide.text.strip()))
         label = "widths m (one per run)" if self.spec.runs else "width m"
         if self.spec.model.kind == "resnet-gn":
             label = "base width (channels)"

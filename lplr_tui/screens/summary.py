@@ -6,11 +6,12 @@ from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, table_rows, theory_cells
+from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, table_rows, theory_cells, verdict_lines
 
 
 class SummaryScreen(Screen):
@@ -27,11 +28,14 @@ class SummaryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
-        yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
-        yield Static(Text(CAPTION.format(rho="", regime="")), id="summary-caption")
-        if has_theory(self.rows):
-            yield DataTable(id="theory", zebra_stripes=True, cursor_type="row")
-            yield Static(Text(THEORY_CAPTION), id="theory-caption")
+        with VerticalScroll():
+            yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
+            yield Static(Text(CAPTION.format(rho="", regime="")), id="summary-caption")
+            if has_theory(self.rows):
+                yield DataTable(id="theory", zebra_stripes=True, cursor_type="row")
+                yield Static(Text(THEORY_CAPTION), id="theory-caption")
+            lines = verdict_lines([(r.label, r.verdicts) for r in self.plan.runs], self.plan.verdicts)
+            yield Static(Text("verdicts\n" + "\n".join(lines) if lines else "verdicts: after the runs end"), id="verdicts")
         yield Footer()
 
     @property

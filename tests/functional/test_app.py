@@ -43,7 +43,8 @@ async def start(pilot, app, preset: str, **fields: str) -> None:
     for key, value in fields.items():
         picker.query_one("#" + field_id(key.replace("__", ".")), expect_type=None).value = value
     await pilot.pause()
-    await pilot.click("#start")
+    picker.query_one("#presets").focus()
+    await pilot.press("s")
     await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
 
 
@@ -113,7 +114,8 @@ async def test_invalid_field_is_shown_inline_and_nothing_starts(app, tmp_path):
         await pilot.pause()
         error = picker.query_one("#" + field_id("optim.lr") + "-error")
         assert error.display and "optim.lr = -1: must be > 0" in str(error.render())
-        await pilot.click("#start")
+        picker.query_one("#presets").focus()
+        await pilot.press("s")
         await pilot.pause(0.2)
         assert isinstance(app.screen, PickerScreen) and app.runner is None
         picker.query_one("#presets").index = 1  # the ablation: widths, one per run
@@ -158,3 +160,24 @@ async def test_theory_view_and_step_size_advice(app):
         assert [s.label for s in pl.series] == ["m=128 η=1e-3 ratio", "m=128 η=1e-3 bound"]
         await pilot.press("c")
         await until(pilot, lambda: not app.live)
+
+
+async def test_guide_in_picker_and_dashboard_verdicts_on_the_summary(app):
+    async with app.run_test(size=(130, 40)) as pilot:
+        picker = app.screen
+        for index in range(3):
+            picker.query_one("#presets").index = index
+            await pilot.pause()
+            assert "What it reproduces: paper §6." in str(picker.query_one("#guide").render())
+        picker.query_one("#presets").index = 0
+        await start(pilot, app, "mnist", train__epochs="40")
+        dashboard = app.screen
+        assert dashboard.query_one("#guide-pane").display  # wide enough: shown
+        assert "Lemma 5.3" in str(dashboard.query_one("#guide-text").render())
+        await pilot.press("g")
+        assert not dashboard.query_one("#guide-pane").display
+        await until(pilot, lambda: app.plan.state == "finished")
+        await pilot.press("t")
+        await pilot.pause(0.3)
+        verdicts = str(app.screen.query_one("#verdicts").render())
+        assert "✓ λ_min > 0 at every probe" in verdicts and "PL lower envelope" in verdicts
