@@ -52,25 +52,25 @@ def test_picker(snap_compare, quiet_app):
     assert snap_compare(quiet_app, terminal_size=(100, 30))
 
 
-def test_finished_dashboard(snap_compare, quiet_app):
+def replaying(app: LplrApp, *keys: str):
+    """run_before for snap_compare: feed the deterministic events, then press `keys`."""
+
     async def replay(pilot):
-        plan = PlanView(quiet_app.clock)
+        plan = PlanView(app.clock)
         for event in deterministic_events():
             plan.handle(event)
-        quiet_app.watch_plan(plan)
-        await pilot.pause(0.5)
+        app.watch_plan(plan)
+        await pilot.pause(0.3)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(0.3)
 
-    assert snap_compare(quiet_app, terminal_size=(120, 36), run_before=replay)
+    return replay
+
+
+def test_finished_dashboard(snap_compare, quiet_app):
+    assert snap_compare(quiet_app, terminal_size=(120, 36), run_before=replaying(quiet_app))
 
 
 def test_finished_dashboard_overlay(snap_compare, quiet_app):
-    async def replay(pilot):
-        plan = PlanView(quiet_app.clock)
-        for event in deterministic_events():
-            plan.handle(event)
-        quiet_app.watch_plan(plan)
-        await pilot.pause(0.3)
-        await pilot.press("o")
-        await pilot.pause(0.3)
-
-    assert snap_compare(quiet_app, terminal_size=(120, 36), run_before=replay)
+    assert snap_compare(quiet_app, terminal_size=(120, 36), run_before=replaying(quiet_app, "o"))
