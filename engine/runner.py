@@ -207,6 +207,9 @@ class Runner:
 
     def _run_one(self, index: int, spec: Spec) -> None:
         device = self._devices[index]
+        if device.type == "cuda":  # exact float32 unless the preset accepts TF32's rounding
+            torch.backends.cuda.matmul.allow_tf32 = spec.train.tf32
+            torch.backends.cudnn.allow_tf32 = spec.train.tf32
         data = self._data[spec.data, spec.model.kind].to(device)
         model = build_model(spec)
         start, prior, run_dir = self._origin(index, spec, model)

