@@ -57,8 +57,8 @@ def main() -> None:
         he_normal_(model, torch.Generator().manual_seed(0))
         for n in sizes:
             x = torch.rand(n, 784, dtype=torch.float64)
-            ours, lam_ours = best_of(lambda: mlp_ntk(model, x), args.repeat)
-            theirs, lam_theirs = best_of(lambda: tutorial_ntk(model, x), 1 if m * n >= 1024 * 256 else args.repeat)
+            ours, lam_ours = best_of(lambda model=model, x=x: mlp_ntk(model, x), args.repeat)
+            theirs, lam_theirs = best_of(lambda model=model, x=x: tutorial_ntk(model, x), 1 if m * n >= 1024 * 256 else args.repeat)
             speedups[m, n] = theirs / ours
             diff = abs(lam_ours - lam_theirs) / abs(lam_theirs)
             print(f"{m:>5} {n:>4} {ours:>14.4f} {theirs:>13.3f} {speedups[m, n]:>8.1f}x {diff:>15.2e}", flush=True)

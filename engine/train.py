@@ -65,6 +65,43 @@ def step_size(spec: Spec, epoch: int) -> float:
     return spec.optim.lr
 
 
+class Loop:
+    """The state a run carries from epoch to epoch, restored from a checkpoint or fresh."""
+
+    def __init__(self, model: nn.Module, spec: Spec, data: Dataset, start: Start):
+        self.model, self.spec, self.data = model, spec, data
+        fresh = [p.detach().clone() for p in model.parameters()]
+        self.theta0 = [t.to(data.x.device) for t in start.theta0] if start.theta0 else fresh
+        self.probes = build_probes(spec, data)
+        for probe, saved in zip(self.probes, start.probes):
+            probe.restore(saved)
+        self.optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
+        if start.optimiser:
+            self.optimiser.load_state_dict(start.optimiser)
+        if start.rng is not None:
+            torch.set_rng_state(start.rng)
+        self.order = torch.Generator().manual_seed(spec.train.seeds[0])  # the data order of SGD
+        if start.order is not None:
+            self.order.set_state(start.order)
+        self.first_loss = start.first_loss
+
+    def snapshot(self, epoch: int) -> dict:
+        """A checkpoint of θ_epoch, before this epoch's step."""
+        return {
+            "epoch": epoch, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+            "theta0": self.theta0, "first_loss": self.first_loss, "rng": torch.get_rng_state(),
+            "order": self.order.get_state(), "probes": [probe.state() for probe in self.probes],
+        }
+
+    def step(self, epoch: int) -> None:
+        for group in self.optimiser.param_groups:
+            group["lr"] = step_size(self.spec, epoch)
+        if self.spec.optim.kind == "gd":
+            self.optimiser.step()  # with the full-set gradient just measured
+        else:
+            sgd_epoch(self.model, self.data, self.optimiser, self.order, self.spec.optim.batch_size)
+
+
 def train(
     model: nn.Module,
     spec: Spec,
@@ -75,51 +112,26 @@ def train(
     start: Start | None = None,
     save: Callable[[dict], None] | None = None,
 ) -> Outcome:
-    """GD from `start` (a checkpoint, or epoch 0); `save` receives checkpoints: every
+    """Train from `start` (a checkpoint, or epoch 0); `save` receives checkpoints: every
     `train.checkpoint_every` epochs and when cancelled."""
     start = start or Start()
-    device = data.x.device
-    theta0 = [t.to(device) for t in start.theta0] if start.theta0 else [p.detach().clone() for p in model.parameters()]
-    probes = build_probes(spec, data)
-    for probe, saved in zip(probes, start.probes):
-        probe.restore(saved)
-    optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
-    if start.optimiser:
-        optimiser.load_state_dict(start.optimiser)
-    if start.rng is not None:
-        torch.set_rng_state(start.rng)
-    order = torch.Generator().manual_seed(spec.train.seeds[0])  # the data order of SGD
-    if start.order is not None:
-        order.set_state(start.order)
+    loop = Loop(model, spec, data, start)
     last, every = spec.train.epochs, spec.train.checkpoint_every
-    first_loss = start.first_loss
-    def snapshot(epoch: int) -> dict:  # θ_epoch, before this epoch's step
-        return {
-            "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-            "theta0": theta0, "first_loss": first_loss, "rng": torch.get_rng_state(), "order": order.get_state(),
-            "probes": [probe.state() for probe in probes],
-        }
-
     for epoch in range(start.epoch, last + 1):
         if cancel.is_set():
             if save:
-                save(snapshot(epoch))
+                save(loop.snapshot(epoch))
             return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
         if save and every and epoch % every == 0 and epoch > start.epoch:
-            save(snapshot(epoch))
+            save(loop.snapshot(epoch))
         loss = full_set_gradient(model, data, spec.probes.micro_batch)
-        values = measure(probes, TrainState(model, epoch, loss, theta0), emit, run, last)
-        first_loss = values["loss"] if epoch == 0 else first_loss
-        why = divergence(values["loss"], first_loss, spec.train.diverge_factor)
+        values = measure(loop.probes, TrainState(model, epoch, loss, loop.theta0), emit, run, last)
+        loop.first_loss = values["loss"] if epoch == 0 else loop.first_loss
+        why = divergence(values["loss"], loop.first_loss, spec.train.diverge_factor)
         if why:
             return Outcome(DIVERGED, f"{why} at epoch {epoch}", epoch)
         if epoch < last:
-            for group in optimiser.param_groups:
-                group["lr"] = step_size(spec, epoch)
-            if spec.optim.kind == "gd":
-                optimiser.step()  # with the full-set gradient just measured
-            else:
-                sgd_epoch(model, data, optimiser, order, spec.optim.batch_size)
+            loop.step(epoch)
     return Outcome(FINISHED, "", last)
 
 

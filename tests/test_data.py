@@ -1,6 +1,5 @@
 """The MNIST 3-vs-8 training set from each source, and the synthetic source only by name."""
 
-import gzip
 import struct
 
 import numpy as np

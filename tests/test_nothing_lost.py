@@ -3,7 +3,6 @@ an interrupted run resumes to the same trajectory as one that never stopped."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

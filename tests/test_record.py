@@ -7,7 +7,7 @@ import pytest
 import engine
 from engine.errors import ConfigError, LplrError
 from engine.events import RunFinished
-from engine.record import RecordWriter, check_writable, find_records, read_record, same_summary, write_atomic
+from engine.record import check_writable, find_records, read_record, same_summary, write_atomic
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ class DashboardScreen(Screen):
     def update_charts(self) -> None:
         runs = self.shown_runs()
         data = [(run, run.series()) for run in runs]
-        for chart_id, title, log, (x_key, y_key) in CHARTS:
+        for chart_id, title, _, (x_key, y_key) in CHARTS:
             chart = self.query_one("#" + chart_id, DiagnosticChart)
             if self.theory and chart_id in THEORY:
                 self.draw_theory(chart, chart_id, data, runs)
