@@ -52,7 +52,9 @@ def full_set_gradient(model: nn.Module, data: Dataset, micro_batch: int) -> torc
 
 def sgd_epoch(model: nn.Module, data: Dataset, optimiser: torch.optim.Optimizer, order: torch.Generator, batch: int) -> None:
     """One shuffled pass of mini-batch steps; each batch's mean loss estimates L."""
-    perm = torch.randperm(data.n, generator=order).to(data.x.device)
+    perm = torch.randperm(data.n, generator=order)  # drawn on the CPU: the same order on any device
+    if data.x.is_cuda:
+        perm = perm.pin_memory().to(data.x.device, non_blocking=True)  # pinned: the copy does not wait for the GPU
     for idx in perm.split(batch):
         optimiser.zero_grad(set_to_none=True)
         squared_loss(model, data.x[idx], data.y[idx], len(idx)).backward()
@@ -63,6 +65,41 @@ def step_size(spec: Spec, epoch: int) -> float:
     if spec.optim.schedule == "cosine":
         return spec.optim.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / spec.train.epochs))
     return spec.optim.lr
+
+
+MAX_PENDING = 100  # epochs a CUDA run holds on the device at most, when no probe is due sooner
+
+
+def defers_reads(device: torch.device) -> bool:
+    """Whether per-epoch values stay on the device until the probe cadence. On CUDA, reading a
+    value waits for every queued kernel, so a read per epoch would idle the GPU between epochs;
+    on the CPU nothing is queued, and each epoch is read as it comes (the charts move each epoch)."""
+    return device.type == "cuda"
+
+
+class Pending:
+    """loss and grad_sq of the epochs not yet read by the host, as device tensors."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.values: list[dict[str, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def add(self, epoch: int, values: dict[str, torch.Tensor]) -> None:
+        self.epochs.append(epoch)
+        self.values.append(values)
+
+    def read(self) -> list[tuple[int, dict[str, float]]]:
+        """All pending values in one device-to-host transfer (float64 holds float32 exactly)."""
+        if not self.epochs:
+            return []
+        names = list(self.values[0])
+        rows = torch.stack([torch.stack([torch.as_tensor(v[k]).double() for k in names]) for v in self.values]).tolist()
+        read = [(epoch, dict(zip(names, row))) for epoch, row in zip(self.epochs, rows)]
+        self.epochs, self.values = [], []
+        return read
 
 
 class Loop:
@@ -84,6 +121,8 @@ class Loop:
         if start.order is not None:
             self.order.set_state(start.order)
         self.first_loss = start.first_loss
+        self.pending = Pending()
+        self.defer = defers_reads(data.x.device)
 
     def snapshot(self, epoch: int) -> dict:
         """A checkpoint of θ_epoch, before this epoch's step."""
@@ -101,6 +140,21 @@ class Loop:
         else:
             sgd_epoch(self.model, self.data, self.optimiser, self.order, self.spec.optim.batch_size)
 
+    def settle(self, emit: Callable, run: int) -> Outcome | None:
+        """Read the pending epochs, emit them in order, and stop at the first that diverged
+        (the epochs a deferred read let the GPU run past it are never reported)."""
+        for epoch, values in self.pending.read():
+            emit(EpochMeasured(run, epoch, values["loss"], values["grad_sq"]))
+            self.first_loss = values["loss"] if epoch == 0 else self.first_loss
+            why = divergence(values["loss"], self.first_loss, self.spec.train.diverge_factor)
+            if why:
+                return Outcome(DIVERGED, f"{why} at epoch {epoch}", epoch)
+        return None
+
+    def must_read(self, epoch: int, probing: bool) -> bool:
+        last = self.spec.train.epochs
+        return not self.defer or probing or epoch == last or len(self.pending) >= MAX_PENDING
+
 
 def train(
     model: nn.Module,
@@ -113,46 +167,53 @@ def train(
     save: Callable[[dict], None] | None = None,
 ) -> Outcome:
     """Train from `start` (a checkpoint, or epoch 0); `save` receives checkpoints: every
-    `train.checkpoint_every` epochs and when cancelled."""
+    `train.checkpoint_every` epochs and when cancelled. Pending epochs are read before a
+    checkpoint, so a checkpoint never holds values its record lacks."""
     start = start or Start()
     loop = Loop(model, spec, data, start)
     last, every = spec.train.epochs, spec.train.checkpoint_every
     for epoch in range(start.epoch, last + 1):
+        saving = save and every and epoch % every == 0 and epoch > start.epoch
+        if (cancel.is_set() or saving) and (outcome := loop.settle(emit, run)):
+            return outcome
         if cancel.is_set():
             if save:
                 save(loop.snapshot(epoch))
             return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
-        if save and every and epoch % every == 0 and epoch > start.epoch:
+        if saving:
             save(loop.snapshot(epoch))
-        loss = full_set_gradient(model, data, spec.probes.micro_batch)
-        values = measure(loop.probes, TrainState(model, epoch, loss, loop.theta0), emit, run, last)
-        loop.first_loss = values["loss"] if epoch == 0 else loop.first_loss
-        why = divergence(values["loss"], loop.first_loss, spec.train.diverge_factor)
-        if why:
-            return Outcome(DIVERGED, f"{why} at epoch {epoch}", epoch)
+        outcome = measure(loop, TrainState(model, epoch, full_set_gradient(model, data, spec.probes.micro_batch), loop.theta0), emit, run)
+        if outcome:
+            return outcome
         if epoch < last:
             loop.step(epoch)
     return Outcome(FINISHED, "", last)
 
 
-def measure(probes: list[Probe], state: TrainState, emit: Callable, run: int, last: int) -> dict:
-    """Run the probes due at this epoch: the epoch series is emitted before the probe series
-    is measured, so a probe that fails loses only its own values."""
-    per_epoch = run_due([p for p in probes if p.per_epoch], state, last)
-    emit(EpochMeasured(run, state.epoch, per_epoch["loss"], per_epoch["grad_sq"]))
-    per_probe = run_due([p for p in probes if not p.per_epoch], state, last)
-    if per_probe:
-        emit(ProbeMeasured(run, state.epoch, per_probe))
+def measure(loop: Loop, state: TrainState, emit: Callable, run: int) -> Outcome | None:
+    """Run the probes due at this epoch. The per-epoch values join the pending ones; when they
+    are read, the epoch series is emitted before the probe series is measured, so a probe that
+    fails loses only its own values."""
+    last = loop.spec.train.epochs
+    loop.pending.add(state.epoch, run_due([p for p in loop.probes if p.per_epoch], state, last))
+    series = [p for p in loop.probes if not p.per_epoch and p.due(state.epoch, last)]
+    if not loop.must_read(state.epoch, bool(series)):
+        return None
+    outcome = loop.settle(emit, run)
+    if outcome and outcome.epochs_done < state.epoch:
+        return outcome
+    if series:
+        emit(ProbeMeasured(run, state.epoch, {k: float(v) for k, v in run_due(series, state, last).items()}))
     for text in state.notes:
         emit(Notice(run, state.epoch, text))
-    return per_epoch
+    return outcome
 
 
-def run_due(probes: list[Probe], state: TrainState, last: int) -> dict[str, float]:
-    values: dict[str, float] = {}
+def run_due(probes: list[Probe], state: TrainState, last: int) -> dict:
+    values: dict = {}
     for probe in probes:
         if probe.due(state.epoch, last):
-            values.update({k: float(v) for k, v in probe.measure(state).items()})
+            values.update(probe.measure(state))
     return values
 
 
