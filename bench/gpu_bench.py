@@ -19,17 +19,18 @@ import engine
 from engine.events import RunFinished, RunStarted
 
 
-def matmul_rate(n: int = 8192, repeat: int = 10) -> float:
+def matmul_rate(device: str, n: int = 8192, repeat: int = 10) -> float:
     """Measured fp32 FLOP/s of a square matmul (TF32 off)."""
     torch.backends.cuda.matmul.allow_tf32 = False
-    a = torch.randn(n, n, device="cuda")
-    b = torch.randn(n, n, device="cuda")
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     a @ b
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     for _ in range(repeat):
         a @ b
-    torch.cuda.synchronize()
+    sync()
     return 2 * n**3 * repeat / (time.perf_counter() - start)
 
 
@@ -50,13 +51,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3000)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default="cuda", help="cpu: try the script out on a few epochs")
     args = parser.parse_args()
-    overrides = {"train.device": "cuda", "train.epochs": args.epochs}
+    overrides = {"train.device": args.device, "train.epochs": args.epochs}
     if args.data_dir:
         overrides["data.root"] = args.data_dir
-    rate = matmul_rate()
+    rate = matmul_rate(args.device, 8192 if args.device.startswith("cuda") else 1024)
     n = 1000
-    print(f"## GPU: mnist and ablation presets on {torch.cuda.get_device_name()}\n")
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    print(f"## GPU: mnist and ablation presets on {name}\n")
     print(f"`PYTHONPATH=. python bench/gpu_bench.py --epochs {args.epochs}`, {time.strftime('%Y-%m-%d')}; "
           f"measured fp32 matmul rate {rate / 1e12:.1f} TFLOP/s (TF32 off)\n")
     print("| plan | run | wall s | epoch ms | bound 6·N·P/rate ms | epoch / bound |")
