@@ -96,7 +96,7 @@ class Pending:
         if not self.epochs:
             return []
         names = list(self.values[0])
-        rows = torch.stack([torch.stack([torch.as_tensor(v[k]).double() for k in names]) for v in self.values]).tolist()
+        rows = torch.stack([torch.stack([v[k].double() for k in names]) for v in self.values]).tolist()
         read = [(epoch, dict(zip(names, row))) for epoch, row in zip(self.epochs, rows)]
         self.epochs, self.values = [], []
         return read
@@ -112,6 +112,8 @@ class Loop:
         self.probes = build_probes(spec, data)
         for probe, saved in zip(self.probes, start.probes):
             probe.restore(saved)
+        self.per_epoch = [p for p in self.probes if p.per_epoch]
+        self.series = [p for p in self.probes if not p.per_epoch]
         self.optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
         if start.optimiser:
             self.optimiser.load_state_dict(start.optimiser)
@@ -173,17 +175,18 @@ def train(
     loop = Loop(model, spec, data, start)
     last, every = spec.train.epochs, spec.train.checkpoint_every
     for epoch in range(start.epoch, last + 1):
+        cancelled = cancel.is_set()  # read once: a cancel arriving later must not skip the settle
         saving = save and every and epoch % every == 0 and epoch > start.epoch
-        if (cancel.is_set() or saving) and (outcome := loop.settle(emit, run)):
+        if (cancelled or saving) and (outcome := loop.settle(emit, run)):
             return outcome
-        if cancel.is_set():
+        if cancelled:
             if save:
                 save(loop.snapshot(epoch))
             return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
         if saving:
             save(loop.snapshot(epoch))
-        outcome = measure(loop, TrainState(model, epoch, full_set_gradient(model, data, spec.probes.micro_batch), loop.theta0), emit, run)
-        if outcome:
+        loss = full_set_gradient(model, data, spec.probes.micro_batch)
+        if outcome := measure(loop, TrainState(model, epoch, loss, loop.theta0), emit, run):
             return outcome
         if epoch < last:
             loop.step(epoch)
@@ -195,25 +198,24 @@ def measure(loop: Loop, state: TrainState, emit: Callable, run: int) -> Outcome 
     are read, the epoch series is emitted before the probe series is measured, so a probe that
     fails loses only its own values."""
     last = loop.spec.train.epochs
-    loop.pending.add(state.epoch, run_due([p for p in loop.probes if p.per_epoch], state, last))
-    series = [p for p in loop.probes if not p.per_epoch and p.due(state.epoch, last)]
+    loop.pending.add(state.epoch, run_all([p for p in loop.per_epoch if p.due(state.epoch, last)], state))
+    series = [p for p in loop.series if p.due(state.epoch, last)]
     if not loop.must_read(state.epoch, bool(series)):
         return None
     outcome = loop.settle(emit, run)
     if outcome and outcome.epochs_done < state.epoch:
         return outcome
     if series:
-        emit(ProbeMeasured(run, state.epoch, {k: float(v) for k, v in run_due(series, state, last).items()}))
+        emit(ProbeMeasured(run, state.epoch, {k: float(v) for k, v in run_all(series, state).items()}))
     for text in state.notes:
         emit(Notice(run, state.epoch, text))
     return outcome
 
 
-def run_due(probes: list[Probe], state: TrainState, last: int) -> dict:
+def run_all(probes: list[Probe], state: TrainState) -> dict:
     values: dict = {}
     for probe in probes:
-        if probe.due(state.epoch, last):
-            values.update(probe.measure(state))
+        values.update(probe.measure(state))
     return values
 
 
