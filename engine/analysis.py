@@ -70,12 +70,12 @@ def nan_stat(fn, values: np.ndarray) -> float:
     return float(fn(values)) if values.size else NAN
 
 
-def first(values: list[float]) -> float:
-    return float(values[0]) if values else NAN
+def first(values) -> float:
+    return float(values[0]) if len(values) else NAN
 
 
-def last(values: list[float]) -> float:
-    return float(values[-1]) if values else NAN
+def last(values) -> float:
+    return float(values[-1]) if len(values) else NAN
 
 
 def summarize(
@@ -104,13 +104,13 @@ def summarize(
         "contraction": contraction(a["epoch"][stable], suboptimality(a["loss"], l_star)[stable]),
         "stable_from": window[0],
         "stable_to": window[1],
-        **theory_summary(traj, l_star, n_train, lr),
+        **theory_summary(a, l_star, n_train, lr),
     }
 
 
-def pl_bound(traj: Trajectory, l_star: float, n_train: int) -> tuple[np.ndarray, np.ndarray]:
-    """At the theory epochs: (the PL ratio, its lower bound (λ_min(K_N)/N) · L/(L − L*))."""
-    a = traj.arrays()
+def pl_bound(a: dict[str, np.ndarray], l_star: float, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """At the theory epochs of the trajectory's arrays `a`: (the PL ratio, its lower bound
+    (λ_min(K_N)/N) · L/(L − L*))."""
     index = {int(e): i for i, e in enumerate(a["epoch"])}
     rows = [index.get(int(e), -1) for e in a["theory_epoch"]]
     known = np.array([r >= 0 for r in rows], dtype=bool)
@@ -124,11 +124,11 @@ def pl_bound(traj: Trajectory, l_star: float, n_train: int) -> tuple[np.ndarray,
     return ratio, bound
 
 
-def theory_summary(traj: Trajectory, l_star: float, n_train: int, lr: float) -> dict:
-    """The hypotheses of Theorems 5.4 / 5.7 as numbers (NaN where not measured)."""
-    a = traj.arrays()
+def theory_summary(a: dict[str, np.ndarray], l_star: float, n_train: int, lr: float) -> dict:
+    """The hypotheses of Theorems 5.4 / 5.7 as numbers (NaN where not measured), from the
+    trajectory's arrays `a`."""
     sharpness_max = nan_stat(np.max, a["sharpness"])
-    ratio, bound = pl_bound(traj, l_star, n_train)
+    ratio, bound = pl_bound(a, l_star, n_train)
     defined = np.isfinite(ratio) & np.isfinite(bound)
     # rounding slack: the bound follows from an identity, so it can only fail by a bug
     holds = ratio[defined] >= bound[defined] * (1 - 1e-6)
@@ -137,7 +137,7 @@ def theory_summary(traj: Trajectory, l_star: float, n_train: int, lr: float) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             lipschitz = nan_stat(np.max, np.where(a["drift"] > 0, a["ntk_change"] / a["drift"], NAN))
     radius = nan_stat(np.max, a["drift"])
-    margin = first(traj.ntk_lambda_min) - lipschitz * radius
+    margin = first(a["ntk_lambda_min"]) - lipschitz * radius
     return {
         "sharpness_max": sharpness_max,
         "eos_ratio_max": lr * sharpness_max / 2.0,
@@ -155,7 +155,7 @@ def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN
     stability ratio η·λ_max(∇²L)/2 and the PL ratio with its lower bound at the theory epochs."""
     a = traj.arrays()
     l_star = terminal_loss(a["loss"], final)
-    ratio_at_theory, bound = pl_bound(traj, l_star, n_train)
+    ratio_at_theory, bound = pl_bound(a, l_star, n_train)
     return {
         "epoch": a["epoch"],
         "loss": a["loss"],

@@ -20,13 +20,13 @@ class Annotator:
         self.run, self.lambda_drop, self.drift_jump, self.window = run, lambda_drop, drift_jump, drift_window
         self.lambda0: float | None = None
         self.said: set[str] = set()
-        self.loss: dict[int, float] = {}
+        self.latest = (-1, math.nan)  # epoch, loss: a probe's epoch is measured just before it
         self.probes: list[tuple[int, float, float]] = []  # epoch, loss, drift
         self.rising = False
 
     def see(self, event: object) -> list[Annotation]:
         if isinstance(event, EpochMeasured) and event.run == self.run:
-            self.loss[event.epoch] = event.loss
+            self.latest = (event.epoch, event.loss)
         if not (isinstance(event, ProbeMeasured) and event.run == self.run):
             return []
         out: list[Annotation] = []
@@ -40,7 +40,8 @@ class Annotator:
             if lam < (1 - self.lambda_drop) * self.lambda0 and self.once("lambda_fell"):
                 out.append(self.say(epoch, "lambda_fell",
                                     f"λ_min fell by {100 * (1 - lam / self.lambda0):.0f}% since initialisation: {self.lambda0:.4g} → {lam:.4g}"))
-        loss, drift = self.loss.get(epoch, math.nan), values.get("drift", math.nan)
+        loss = self.latest[1] if self.latest[0] == epoch else math.nan
+        drift = values.get("drift", math.nan)
         if self.probes:
             out += self.loss_rise(epoch, loss) + self.drift_jumped(epoch, drift)
         self.probes.append((epoch, loss, drift))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from engine.atomic import replace_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -29,14 +29,7 @@ class Start:
 def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
     """Atomically: a kill during the save leaves the previous checkpoint intact."""
     path = Path(run_dir) / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: torch.save(state, tmp), ".checkpoint-")
     return path
 
 

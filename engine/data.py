@@ -15,6 +15,7 @@ data the model takes, and labelled so.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,18 +116,23 @@ def cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         pass
 
 
+def take_balanced(labels: np.ndarray, classes: tuple, per_class: int, too_few: Callable[[int, int], DataError]) -> np.ndarray:
+    """The first `per_class` indices of each class, class by class; too_few(class, count) is
+    raised for a class with fewer images."""
+    picks = []
+    for c in classes:
+        where = np.flatnonzero(labels == c)
+        if len(where) < per_class:
+            raise too_few(c, len(where))
+        picks.append(where[:per_class])
+    return np.concatenate(picks)
+
+
 def select_3v8(images: np.ndarray, labels: np.ndarray, n: int, source: str, detail: str) -> Dataset:
     per_class = n // 2
-    picks = []
-    for digit in DIGITS:
-        where = np.flatnonzero(labels == digit)
-        if len(where) < per_class:
-            raise DataError(
-                f"data.n_train = {n}: {detail} holds {len(where)} images of a {digit}; "
-                f"allowed: n_train <= {2 * len(where)}"
-            )
-        picks.append(where[:per_class])
-    idx = np.concatenate(picks)
+    idx = take_balanced(labels, DIGITS, per_class, lambda digit, have: DataError(
+        f"data.n_train = {n}: {detail} holds {have} images of a {digit}; allowed: n_train <= {2 * have}"
+    ))
     x = torch.from_numpy(images[idx].astype(np.float32) / 255.0)
     y = torch.from_numpy(np.where(labels[idx] == DIGITS[0], 1.0, -1.0).astype(np.float32)).unsqueeze(1)
     return Dataset(x, y, source, f"{detail}: {per_class} threes and {per_class} eights")
@@ -157,18 +163,12 @@ def cifar10_5(spec: DataSpec) -> Dataset:
             f"place cifar-10-python.tar.gz there and unpack it, or {how}"
         ) from None
     labels = np.asarray(ds.targets)
-    per_class = (spec.n_train // len(CIFAR_CLASSES)) if spec.n_train else None
-    picks = []
-    for c in CIFAR_CLASSES:
-        where = np.flatnonzero(labels == c)
-        if per_class is not None and len(where) < per_class:
-            raise DataError(
-                f"data.n_train = {spec.n_train}: CIFAR-10 under {root} holds {len(where)} images of class {c}; "
-                f"allowed: n_train <= {len(where) * len(CIFAR_CLASSES)}"
-            )
-        picks.append(where[:per_class])
-    idx = np.concatenate(picks)
+    per_class = spec.n_train // len(CIFAR_CLASSES)
+    idx = take_balanced(labels, CIFAR_CLASSES, per_class, lambda c, have: DataError(
+        f"data.n_train = {spec.n_train}: CIFAR-10 under {root} holds {have} images of class {c}; "
+        f"allowed: n_train <= {have * len(CIFAR_CLASSES)}"
+    ))
     x = torch.from_numpy(ds.data[idx]).permute(0, 3, 1, 2).float() / 255.0
     x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(CIFAR_CLASSES)).float()
-    return Dataset(x, y, "torchvision", f"torchvision CIFAR-10 under {root}: {len(idx) // 5} images of each of classes 0-4")
+    return Dataset(x, y, "torchvision", f"torchvision CIFAR-10 under {root}: {per_class} images of each of classes 0-4")

@@ -103,3 +103,8 @@ def zero_init_residual_(model: "ResNetGN") -> None:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def squared_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    """(1/2n) Σ_i ‖f(x_i) − y_i‖² over the given inputs; n is what the sum is divided by."""
+    return 0.5 * (model(x) - y).pow(2).sum() / n

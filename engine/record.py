@@ -24,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from engine import analysis
+from engine.atomic import replace_atomically
 from engine.errors import ConfigError, LplrError
 from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
@@ -83,16 +84,14 @@ class Record:
 def write_atomic(path: Path, data: dict) -> None:
     """Write TOML so that a reader (or a kill -9) only ever sees a whole file."""
     text = dumps(data)
-    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    replace_atomically(path, write, ".record-")
 
 
 def dumps(data: dict) -> str:

@@ -33,7 +33,7 @@ from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
 from engine.annotations import Annotator
 from engine.theory import advise
-from engine.verdicts import Thresholds, plan_verdicts, run_verdicts
+from engine.verdicts import plan_verdicts, run_verdicts
 from engine.train import Outcome, train
 from engine.trajectory import Trajectory
 
@@ -196,7 +196,7 @@ class Runner:
                 if self.cancelled:
                     break
                 self._run_one(index, run)
-            verdicts = tuple(v.to_dict() for v in plan_verdicts(self._finished, thresholds(self.spec)))
+            verdicts = tuple(v.to_dict() for v in plan_verdicts(self._finished, self.spec.guide))
             final = PlanFinished(FINISHED, verdicts=verdicts)
             if self.cancelled:
                 final = PlanFinished(INTERRUPTED, "cancelled by the user", verdicts)
@@ -233,7 +233,7 @@ class Runner:
             self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to,
             final=final, n_train=data.n, lr=spec.optim.lr,
         )
-        verdicts = [v.to_dict() for v in run_verdicts(self._trajectory, summary, final, thresholds(spec))]
+        verdicts = [v.to_dict() for v in run_verdicts(self._trajectory, summary, final, spec.guide)]
         if final:
             self._finished.append({
                 "label": spec.label, "width": spec.model.width if spec.model.kind == "mlp" else spec.model.base_width,
@@ -250,11 +250,6 @@ class Runner:
             return start, record.trajectory.before(start.epoch), run_dir
         run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
         return Start(), Trajectory(), run_dir
-
-
-def thresholds(spec: Spec) -> Thresholds:
-    g = spec.guide
-    return Thresholds(r2_min=g.r2_min, saturation=g.saturation, jump=g.drift_jump, lambda_drop=g.lambda_drop)
 
 
 def where(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine.data import Dataset
+from engine.models import squared_loss
 from engine.ntk import empirical_ntk
 
 
@@ -24,8 +25,8 @@ def spectrum_ends(kernel: torch.Tensor) -> tuple[float, float]:
     return float(eig[0]), float(eig[-1])
 
 
-def full_ntk_ends(model: nn.Module, data: Dataset, chunk: int | None = None) -> tuple[float, float]:
-    return spectrum_ends(empirical_ntk(model, data.x, chunk))
+def full_ntk_ends(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    return spectrum_ends(empirical_ntk(model, data.x))
 
 
 def hvp(model: nn.Module, data: Dataset, vector: list[torch.Tensor], micro_batch: int = 0) -> list[torch.Tensor]:
@@ -34,7 +35,7 @@ def hvp(model: nn.Module, data: Dataset, vector: list[torch.Tensor], micro_batch
     out = [torch.zeros_like(p) for p in params]
     step = micro_batch or data.n
     for x, y in zip(data.x.split(step), data.y.split(step)):
-        loss = 0.5 * (model(x) - y).pow(2).sum() / data.n
+        loss = squared_loss(model, x, y, data.n)
         grads = torch.autograd.grad(loss, params, create_graph=True)
         dot = sum((g * v).sum() for g, v in zip(grads, vector))
         for acc, h in zip(out, torch.autograd.grad(dot, params)):
@@ -59,7 +60,8 @@ class PowerIteration:
             g = torch.Generator().manual_seed(0)
             self.vector = [torch.randn(p.shape, generator=g).to(p) for p in model.parameters()]
         start = [t.to(p) for t, p in zip(self.vector, model.parameters())]  # a checkpoint's is on the CPU
-        v = [t / norm(start).to(t.dtype) for t in start]
+        size = norm(start)
+        v = [t / size.to(t.dtype) for t in start]
         estimate = float("nan")
         for _ in range(iterations or self.iterations):
             hv = hvp(model, data, v, micro_batch)

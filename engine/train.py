@@ -20,6 +20,7 @@ from engine.checkpoint import Start
 from engine.config import Spec
 from engine.data import Dataset
 from engine.events import DIVERGED, FINISHED, INTERRUPTED, EpochMeasured, Notice, ProbeMeasured
+from engine.models import squared_loss
 from engine.probes import Probe, TrainState, build_probes
 
 
@@ -28,11 +29,6 @@ class Outcome:
     state: str
     reason: str
     epochs_done: int
-
-
-def squared_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """(1/2n) Σ_i ‖f(x_i) − y_i‖² over the given inputs; n is what the sum is divided by."""
-    return 0.5 * (model(x) - y).pow(2).sum() / n
 
 
 def full_set_gradient(model: nn.Module, data: Dataset, micro_batch: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine import analysis
+from engine.config import GuideSpec
 from engine.trajectory import Trajectory
 
 
@@ -30,14 +31,6 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    r2_min: float = 0.9  # geometric decay: R² of log(L − L*) against the epoch
-    saturation: float = 0.5  # drift: growth over the last 20% of epochs / total growth, at most
-    jump: float = 3.0  # drift: a several-fold jump between consecutive probes (after the first)
-    lambda_drop: float = 0.5  # λ_min fell by more than this fraction of λ_0: left the local regime
 
 
 def r_squared(epochs: np.ndarray, subopt: np.ndarray) -> float:
@@ -71,7 +64,8 @@ def late_growth(epochs: np.ndarray, drift: np.ndarray) -> float:
     return float((d[-1] - np.interp(cut, e, d)) / d[-1])
 
 
-def run_verdicts(traj: Trajectory, summary: dict, final: bool, t: Thresholds = Thresholds()) -> list[Verdict]:
+def run_verdicts(traj: Trajectory, summary: dict, final: bool, t: GuideSpec = GuideSpec()) -> list[Verdict]:
+    """The thresholds are the preset's [guide] fields."""
     a = traj.arrays()
     lam = a["ntk_lambda_min"][np.isfinite(a["ntk_lambda_min"])]
     lam_min = float(lam.min()) if lam.size else analysis.NAN
@@ -88,13 +82,13 @@ def run_verdicts(traj: Trajectory, summary: dict, final: bool, t: Thresholds = T
                 f"PL lower envelope on the stable regime: {envelope:.4g} (> 0 needed)"),
         Verdict("geometric_decay", bool(r2 >= t.r2_min), r2, t.r2_min,
                 f"geometric decay on the stable regime: R² = {r2:.3f} of log(L − L*) against the epoch (≥ {t.r2_min:g})"),
-        Verdict("drift_contained", bool(jump <= t.jump and late <= t.saturation), jump, t.jump,
-                f"drift bounded and saturating: largest jump between probes ×{jump:.2f} (≤ ×{t.jump:g}), "
+        Verdict("drift_contained", bool(jump <= t.drift_jump and late <= t.saturation), jump, t.drift_jump,
+                f"drift bounded and saturating: largest jump between probes ×{jump:.2f} (≤ ×{t.drift_jump:g}), "
                 f"last 20% added {100 * late:.0f}% of it (≤ {100 * t.saturation:.0f}%)"),
     ]
 
 
-def left_local_regime(summary: dict, verdicts: list[dict], t: Thresholds = Thresholds()) -> bool:
+def left_local_regime(summary: dict, verdicts: list[dict], t: GuideSpec = GuideSpec()) -> bool:
     """A run left the local regime when λ_min fell by more than `lambda_drop` or its drift
     was not contained."""
     fell = summary.get("ntk_drift_pct", analysis.NAN) > 100 * t.lambda_drop
@@ -102,7 +96,7 @@ def left_local_regime(summary: dict, verdicts: list[dict], t: Thresholds = Thres
     return bool(fell or not contained)
 
 
-def plan_verdicts(runs: list[dict], t: Thresholds = Thresholds()) -> list[Verdict]:
+def plan_verdicts(runs: list[dict], t: GuideSpec = GuideSpec()) -> list[Verdict]:
     """runs: dicts with label, width, lr, seed, summary, verdicts (dicts), in plan order."""
     out: list[Verdict] = []
     if not runs:

@@ -23,7 +23,7 @@ class NTKProbe(Probe):
         if kernel is None:
             return {"ntk_lambda_min": float("nan"), "ntk_change": float("nan")}
         if self.kernel0 is None:  # K_0 from θ_0 itself, so a resumed run gets the same one
-            self.kernel0 = self.kernel(at(state.model, state.theta0), state)
+            self.kernel0 = kernel if state.epoch == 0 else self.kernel(at(state.model, state.theta0), state)
         change = float(torch.linalg.matrix_norm(kernel - self.kernel0, ord=2)) if self.kernel0 is not None else float("nan")
         return {"ntk_lambda_min": lambda_min(kernel), "ntk_change": change}
 
