@@ -84,12 +84,6 @@ def test_unknown_key_in_a_preset_file(cli, tmp_path, data_root):
     assert result.exit_code == 2 and 'probes.evry = 5: unknown key (did you mean "probes.every"?)' in result.stderr
 
 
-def test_unwritable_results_directory(data_root, tmp_path):
-    (tmp_path / "file").write_text("")
-    result = CliRunner().invoke(app, ["run", "--preset", "mnist", "--data-dir", data_root, "--results", str(tmp_path / "file" / "r")])
-    assert result.exit_code == 2 and "--results" in result.stderr and "writable" in result.stderr
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(cli, data_root):
     result = cli("--preset", "mnist", "--device", "cuda:0", "--data-dir", data_root)
@@ -126,6 +120,7 @@ def test_a_signal_stops_at_the_next_epoch_with_checkpoint_and_record(data_root, 
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
+    assert "interrupted" in out
     record = read_record(path)
     assert record.state == "interrupted" and record.status["epochs_done"] >= 20
     assert f"at epoch {record.status['epochs_done']}" in record.status["reason"]
