@@ -17,10 +17,11 @@ import time
 import torch
 
 import engine
+from engine.checkpoint import Start
 from engine.data import load_data
-from engine.probes import TrainState, build_probes
-from engine.runner import resolve_device
-from engine.train import full_set_gradient, sgd_epoch
+from engine.probes import TrainState
+from engine.runner import device_name, resolve_device
+from engine.train import Loop, full_set_gradient, measure
 
 
 def sync(device: torch.device) -> None:
@@ -49,22 +50,17 @@ def main() -> None:
     device = resolve_device(args.device)
     data = load_data(spec.data, "resnet-gn").to(device)
     model = engine.build_model(spec).to(device)
-    optimiser = torch.optim.SGD(model.parameters(), lr=spec.optim.lr, momentum=spec.optim.momentum)
-    order = torch.Generator().manual_seed(0)
-    probes = build_probes(spec, data)
-    theta0 = [p.detach().clone() for p in model.parameters()]
+    loop = Loop(model, spec, data, Start())  # the training loop's own state and probes
 
     def plain() -> None:
-        sgd_epoch(model, data, optimiser, order, spec.optim.batch_size)
+        loop.step(0)
 
-    def with_diagnostics() -> None:
+    def with_diagnostics() -> None:  # epoch 0: every probe is due
         loss = full_set_gradient(model, data, spec.probes.micro_batch)
-        state = TrainState(model, 0, loss, theta0)
-        for probe in probes:
-            {k: float(v) for k, v in probe.measure(state).items()}
-        sgd_epoch(model, data, optimiser, order, spec.optim.batch_size)
+        measure(loop, TrainState(model, 0, loss, loop.theta0), lambda event: None, 0)
+        loop.step(0)
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    name = device_name(device)
     print(f"cifar preset, N = {args.n} synthetic images, batch {spec.optim.batch_size}, "
           f"micro-batch {spec.probes.micro_batch}, NTK subset n = {spec.probes.ntk_subset}, on {name}")
     t_plain = timed(plain, device, args.repeat)
