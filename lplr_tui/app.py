@@ -19,6 +19,7 @@ from lplr_tui.screens.dashboard import DashboardScreen
 from lplr_tui.screens.modals import ConfirmQuit, HelpScreen
 from lplr_tui.screens.picker import PickerScreen
 from lplr_tui.screens.summary import SummaryScreen
+from lplr_tui.tables import rows_of
 
 DRAIN_EVERY = 0.1  # seconds between queue drains
 DRAIN_AT_MOST = 5000  # events per drain, so a fast GPU run cannot starve the keyboard
@@ -83,8 +84,7 @@ class LplrApp(App):
         if not runs:
             self.notify("nothing to export yet", severity="warning")
             return
-        rows = [(r.label, r.spec, r.summary, r.state) for r in runs]
-        self.exported = export_plan(self.results_dir, self.plan.name, rows, [r.run_dir for r in runs])
+        self.exported = export_plan(self.results_dir, self.plan.name, rows_of(runs), [r.run_dir for r in runs])
         summary, text = self.exported
         self.notify(f"summary: {summary}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10)
 

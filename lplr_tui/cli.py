@@ -20,7 +20,7 @@ from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
 from lplr_tui.export import export_plan
-from lplr_tui.tables import advice_lines, has_theory, record_verdicts, records_table, theory_table, verdict_lines
+from lplr_tui.tables import advice_lines, has_theory, record_verdicts, rows_of, summary_table, theory_table, verdict_lines
 
 app = typer.Typer(
     add_completion=False,
@@ -79,6 +79,11 @@ def common_overrides(data_dir: Optional[str], device: Optional[str]) -> dict:
     return values
 
 
+def spec_values(overrides: list[str], data_dir: Optional[str], device: Optional[str]) -> dict:
+    """The --set overrides, then --data-dir and --device, which win."""
+    return {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
+
+
 @app.command()
 @user_errors
 def run(
@@ -99,9 +104,8 @@ def run(
     print_tables(records, f"{runner.spec.name}: summary")
     print_verdicts(records, list(final.verdicts))
     if records:
-        rows = [(r.label, r.spec, r.summary, r.state) for r in records]
         summary_path, _ = export_plan(
-            runner.results_dir, runner.spec.name, rows, [str(p.parent) for p in runner.record_paths], list(final.verdicts)
+            runner.results_dir, runner.spec.name, rows_of(records), [str(p.parent) for p in runner.record_paths], list(final.verdicts)
         )
         out.print(f"summary: {summary_path}", markup=False)
     out.print("records:")
@@ -111,8 +115,8 @@ def run(
 
 
 def print_tables(records: list, title: str) -> None:
-    out.print(records_table(records, title))
-    rows = [(r.label, r.spec, r.summary, r.state) for r in records]
+    rows = rows_of(records)
+    out.print(summary_table(title, rows))
     if has_theory(rows):
         out.print(theory_table(title, rows))
 
@@ -128,8 +132,7 @@ def print_verdicts(records: list, plan: list) -> None:
 def new_runner(preset, overrides, results, data_dir, device) -> Runner:
     if preset is None:
         raise LplrError("--preset: missing; give a preset name or path (see `lplr-tui presets`), or --resume RUN_DIR")
-    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
-    return Runner(load_spec(preset, values), results)
+    return Runner(load_spec(preset, spec_values(overrides, data_dir, device)), results)
 
 
 def resumed_runner(resume, preset, overrides, data_dir, device) -> Runner:
@@ -189,9 +192,7 @@ def advise(
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N"'),
 ) -> None:
     """The largest stable step 2/λ_max(∇²L) of each run at initialisation; UNSTABLE where η exceeds it."""
-    values = {**dict(parse_override(o) for o in overrides), **common_overrides(data_dir, device)}
-    spec = load_spec(preset, values)
-    runner = Runner(spec)
+    runner = Runner(load_spec(preset, spec_values(overrides, data_dir, device)))
     runner.preflight()  # the same checks and data as a run
     for line in advice_lines(runner.advise()):
         out.print(line, markup=False)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from engine.analysis import mean_summary
 from engine.record import RECORD_NAME, write_plan_summary
-from lplr_tui.tables import Row, is_table2, summary_table
+from lplr_tui.tables import Row, plan_mean, summary_table
 
 
 def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[str], verdicts: list | None = None) -> list[Path]:
@@ -18,10 +17,8 @@ def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[st
         {"label": label, "state": state, "record": str(Path(run_dir) / RECORD_NAME), "summary": summary}
         for (label, _, summary, state), run_dir in zip(rows, run_dirs)
     ]
-    mean = None
-    if is_table2(rows):
-        mean = mean_summary([summary for _, _, summary, state in rows if state == "finished"])
-    path = write_plan_summary(results_dir, plan, runs, mean, verdicts or [])
+    mean = plan_mean(rows)
+    path = write_plan_summary(results_dir, plan, runs, mean[0] if mean else None, verdicts or [])
     console = Console(record=True, width=160, file=io.StringIO())
     console.print(summary_table(plan, rows))
     text = path.with_suffix(".txt")

@@ -25,12 +25,10 @@ class RunView:
     reason: str = ""
     device: str = ""
     run_dir: str = ""
-    params: int = 0
     summary: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
     trajectory: Trajectory = field(default_factory=Trajectory)
     started: float | None = None
-    ended: float | None = None
     annotations: list = field(default_factory=list)  # engine Annotation events
     verdicts: list = field(default_factory=list)  # dicts: name, passed, measured, threshold, text
 
@@ -57,7 +55,6 @@ class PlanView:
         self.name = ""
         self.runs: list[RunView] = []
         self.state = WAITING
-        self.reason = ""
         self.started: float | None = None
         self.ended: float | None = None
         self.version = 0  # bumped by every event: the charts redraw when it moved
@@ -71,7 +68,7 @@ class PlanView:
         elif isinstance(event, RunStarted):
             run = self.runs[event.run]
             run.state, run.started, run.device, run.run_dir = RUNNING, self.clock(), event.environment["device"], event.run_dir
-            run.params, run.spec = event.params, event.spec
+            run.spec = event.spec
             run.trajectory = Trajectory.from_dict(event.trajectory)  # a resumed run's past
         elif isinstance(event, (EpochMeasured, ProbeMeasured)):
             self.runs[event.run].trajectory.add(event)
@@ -79,10 +76,10 @@ class PlanView:
             self.runs[event.run].annotations.append(event)
         elif isinstance(event, RunFinished):
             run = self.runs[event.run]
-            run.state, run.reason, run.summary, run.ended = event.state, event.reason, event.summary, self.clock()
+            run.state, run.reason, run.summary = event.state, event.reason, event.summary
             run.verdicts = list(event.verdicts)
         elif isinstance(event, PlanFinished):
-            self.state, self.reason, self.ended = event.state, event.reason, self.clock()
+            self.state, self.ended = event.state, self.clock()
             self.verdicts = list(event.verdicts)
 
     @property

@@ -94,34 +94,46 @@ def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
     return [cell(values.get(key), fmt) for _, key, fmt in columns]
 
 
+def rows_of(runs: list) -> list[Row]:
+    """The table rows of records or of the app's run views (both have these four fields)."""
+    return [(r.label, r.spec, r.summary, r.state) for r in runs]
+
+
+def plan_mean(rows: list[Row]) -> tuple[dict, int] | None:
+    """Table 2's mean over the finished runs (the engine's mean_summary) and how many; None
+    for Table 1."""
+    if not is_table2(rows):
+        return None
+    finished = [summary for _, _, summary, state in rows if state == "finished"]
+    return mean_summary(finished), len(finished)
+
+
 def table_rows(rows: list[Row]) -> list[list[str]]:
-    """The cells of every row, and Table 2's mean row (from the engine's mean_summary)."""
+    """The cells of every row, and Table 2's mean row."""
     columns = columns_for(rows)
     cells = [row_cells(row_values(*row), columns) for row in rows]
-    if is_table2(rows):
-        finished = [summary for _, _, summary, state in rows if state == "finished"]
-        mean = {**mean_summary(finished), "label": f"mean of {len(finished)}", "state": ""}
-        cells.append(row_cells(mean, columns))
+    if (mean := plan_mean(rows)) is not None:
+        summary, count = mean
+        cells.append(row_cells({**summary, "label": f"mean of {count}", "state": ""}, columns))
     return cells
 
 
-def records_table(records: list[Record], title: str) -> Table:
-    return summary_table(title, [(r.label, r.spec, r.summary, r.state) for r in records])
+def rich_table(title: str, caption: str, columns: list[tuple[str, str, str]]) -> Table:
+    table = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+        padding=(0, 1), caption=caption, caption_justify="left",
+    )
+    for header, _, fmt in columns:
+        text = fmt == "s"
+        table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=not text,
+                         min_width=6 if header == "run" else None)
+    return table
 
 
 def summary_table(title: str, rows: list[Row]) -> Table:
     table2 = is_table2(rows)
-    table = Table(
-        title=f"{title} (Table {2 if table2 else 1})", title_justify="left", header_style="bold",
-        box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), caption_justify="left",
-        caption=CAPTION.format(rho="" if table2 else " and ρ (contraction per epoch)", regime=regimes([s for _, _, s, _ in rows])),
-    )
-    for header, _, fmt in columns_for(rows):
-        text = fmt == "s"
-        table.add_column(
-            header, justify="left" if text else "right", overflow="fold", no_wrap=not text,
-            min_width=6 if header == "run" else None,
-        )
+    caption = CAPTION.format(rho="" if table2 else " and ρ (contraction per epoch)", regime=regimes([s for _, _, s, _ in rows]))
+    table = rich_table(f"{title} (Table {2 if table2 else 1})", caption, columns_for(rows))
     all_cells = table_rows(rows)
     for i, cells in enumerate(all_cells):
         table.add_row(*cells, end_section=table2 and i == len(all_cells) - 2)
@@ -143,13 +155,7 @@ def theory_cells(rows: list[Row]) -> list[list[str]]:
 
 
 def theory_table(title: str, rows: list[Row]) -> Table:
-    table = Table(
-        title=f"{title} (the theorems' hypotheses)", title_justify="left", header_style="bold",
-        box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), caption=THEORY_CAPTION, caption_justify="left",
-    )
-    for header, _, fmt in THEORY_COLUMNS:
-        table.add_column(header, justify="left" if fmt == "s" else "right", overflow="fold", no_wrap=fmt != "s",
-                         min_width=6 if header == "run" else None)
+    table = rich_table(f"{title} (the theorems' hypotheses)", THEORY_CAPTION, THEORY_COLUMNS)
     for cells in theory_cells(rows):
         table.add_row(*cells)
     return table

@@ -69,6 +69,7 @@ class DiagnosticChart(PlotextPlot):
         self.levels: list[float] = []
         self.noticed: list[float] = []
         self.note = ""
+        self.data = Drawable()
         self.skipped = 0
 
     def show(
@@ -79,6 +80,8 @@ class DiagnosticChart(PlotextPlot):
         drawn as vertical lines; `levels` are values, drawn as horizontal lines."""
         self.series, self.marks, self.note, self.levels = list(series), list(marks), note, list(levels)
         self.noticed = list(noticed)
+        self.data = drawable(self.series, self.log_axis)  # once per update, not per render
+        self.skipped = self.data.skipped
         self.base_title = title or self.base_title
         self.refresh()
 
@@ -89,8 +92,7 @@ class DiagnosticChart(PlotextPlot):
     def render(self):
         plt = self.plt
         plt.clear_data()
-        data = drawable(self.series, self.log_axis)
-        self.skipped = data.skipped
+        data = self.data
         title = self.base_title + (f" {self.note}" if self.note else "")
         if data.skipped:
             title += f" [{data.skipped} not drawn]"

@@ -63,7 +63,7 @@ def status_line(plan: PlanView) -> str:
 class DashboardScreen(Screen):
     BINDINGS = [
         Binding("c", "cancel", "cancel"),
-        Binding("e", "export", "export"),
+        Binding("e", "app.export", "export"),
         Binding("o", "overlay", "overlay"),
         Binding("n", "next_run", "next run"),
         Binding("p", "previous_run", "prev run"),
@@ -71,9 +71,7 @@ class DashboardScreen(Screen):
         Binding("x", "theory", "theory"),
         Binding("g", "guide", "guide"),
         Binding("b", "back", "back", show=False),
-        Binding("question_mark", "app.help", "help"),
-        Binding("q", "app.quit_app", "quit"),
-    ]
+    ]  # ? and q are the app's
 
     def __init__(self, plan: PlanView, guide: str = ""):
         super().__init__()
@@ -108,11 +106,10 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------ drawing
 
     def redraw(self, force: bool = False) -> None:
+        self.query_one("#status", Static).update(Text(status_line(self.plan)))  # the clock moves
         if self.plan.version == self.drawn_version and not force:
-            self.query_one("#status", Static).update(Text(status_line(self.plan)))  # the clock moves
             return
         self.drawn_version = self.plan.version
-        self.query_one("#status", Static).update(Text(status_line(self.plan)))
         self.update_run_list()
         self.update_charts()
         self.update_annotations()
@@ -139,23 +136,23 @@ class DashboardScreen(Screen):
     def update_charts(self) -> None:
         runs = self.shown_runs()
         data = [(run, run.series()) for run in runs]
+        lines = {"marks": self.stable_marks(runs), "noticed": self.noticed(runs)}
         for chart_id, title, _, (x_key, y_key) in CHARTS:
             chart = self.query_one("#" + chart_id, DiagnosticChart)
             if self.theory and chart_id in THEORY:
-                self.draw_theory(chart, chart_id, data, runs)
+                self.draw_theory(chart, chart_id, data, lines)
                 continue
             series = [Series(run.label, s[x_key], s[y_key], COLOURS[run.index % len(COLOURS)]) for run, s in data]
-            chart.show(series, marks=self.stable_marks(runs), note=self.note(chart_id, data), title=title,
-                       noticed=self.noticed(runs))
+            chart.show(series, note=self.note(chart_id, data), title=title, **lines)
 
-    def draw_theory(self, chart: DiagnosticChart, chart_id: str, data: list, runs: list[RunView]) -> None:
+    def draw_theory(self, chart: DiagnosticChart, chart_id: str, data: list, lines: dict) -> None:
         title, parts, levels = THEORY[chart_id]
         series = [
             Series(f"{run.label} {what}".strip(), s[x_key], s[y_key], COLOURS[(run.index + 3 * i) % len(COLOURS)])
             for run, s in data
             for i, (x_key, y_key, what) in enumerate(parts)
         ]
-        chart.show(series, marks=self.stable_marks(runs), levels=levels, title=title, noticed=self.noticed(runs))
+        chart.show(series, levels=levels, title=title, **lines)
 
     def update_annotations(self) -> None:
         lines = [f"[{run.label}] epoch {a.epoch}: {a.text}" for run in self.shown_runs() for a in run.annotations]
@@ -218,9 +215,6 @@ class DashboardScreen(Screen):
 
     def action_cancel(self) -> None:
         self.app.cancel_plan()
-
-    def action_export(self) -> None:
-        self.app.export()
 
     def action_table(self) -> None:
         self.app.show_table()

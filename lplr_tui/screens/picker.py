@@ -87,9 +87,7 @@ class PickerScreen(Screen):
     BINDINGS = [
         Binding("s", "start", "start"),
         Binding("a", "advise", "advise η"),
-        Binding("question_mark", "app.help", "help"),
-        Binding("q", "app.quit_app", "quit"),
-    ]
+    ]  # ? and q are the app's
 
     def __init__(self, overrides: dict | None = None):
         super().__init__()
@@ -139,8 +137,9 @@ class PickerScreen(Screen):
         if self.spec.model.kind == "resnet-gn":
             label = "base width (channels)"
         self.query_one("#" + field_id("model.width") + "-label", Label).update(label)
-        for key, text in field_values(self.spec).items():
-            self.query_one("#" + field_id(key), Input).value = text
+        with self.prevent(Input.Changed):  # the preset's own values: nothing to re-validate
+            for key, text in field_values(self.spec).items():
+                self.query_one("#" + field_id(key), Input).value = text
 
     def clear_errors(self) -> None:
         for widget in self.query(".field-error"):

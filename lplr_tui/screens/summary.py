@@ -11,22 +11,21 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, table_rows, theory_cells, verdict_lines
+from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, rows_of, table_rows, theory_cells, verdict_lines
 
 
 class SummaryScreen(Screen):
     BINDINGS = [
         Binding("escape,t", "app.pop_screen", "back"),
         Binding("e", "app.export", "export"),
-        Binding("question_mark", "app.help", "help"),
-        Binding("q", "app.quit_app", "quit"),
-    ]
+    ]  # ? and q are the app's
 
     def __init__(self, plan: PlanView):
         super().__init__()
         self.plan = plan
 
     def compose(self) -> ComposeResult:
+        self.rows = rows_of(self.plan.runs)
         yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
         with VerticalScroll():
             yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
@@ -38,17 +37,13 @@ class SummaryScreen(Screen):
             yield Static(Text("verdicts\n" + "\n".join(lines) if lines else "verdicts: after the runs end"), id="verdicts")
         yield Footer()
 
-    @property
-    def rows(self) -> list:
-        return [(r.label, r.spec, r.summary, r.state) for r in self.plan.runs]
-
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns_for(self.rows)))
-        for cells in table_rows(self.rows):
-            table.add_row(*cells)
+        fill(self.query_one("#summary", DataTable), columns_for(self.rows), table_rows(self.rows))
         if has_theory(self.rows):
-            theory = self.query_one("#theory", DataTable)
-            theory.add_columns(*(header.replace("\n", " ") for header, _, _ in THEORY_COLUMNS))
-            for cells in theory_cells(self.rows):
-                theory.add_row(*cells)
+            fill(self.query_one("#theory", DataTable), THEORY_COLUMNS, theory_cells(self.rows))
+
+
+def fill(table: DataTable, columns: list, rows: list[list[str]]) -> None:
+    table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns))
+    for cells in rows:
+        table.add_row(*cells)
