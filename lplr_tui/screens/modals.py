@@ -28,14 +28,13 @@ HELP = """[b]lplr-tui keys[/b]
              (provisional) until the run ends, then its final loss
   the grey lines mark the stable regime once a run has ended,
   the yellow ones what the analysis noticed (listed beside the guide);
-  NaN/inf (and ≤ 0 on a log axis) are not drawn, and are counted
-
-press any key to close"""
+  NaN/inf (and ≤ 0 on a log axis) are not drawn, and are counted"""
 
 
 class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box"):
+        with Vertical(id="help-box") as box:
+            box.border_subtitle = "any key closes"
             yield Static(HELP)
 
     def on_key(self) -> None:

@@ -180,3 +180,29 @@ async def test_guide_in_picker_and_dashboard_verdicts_on_the_summary(app):
         await pilot.pause(0.3)
         verdicts = str(app.screen.query_one("#verdicts").render())
         assert "✓ λ_min > 0 at every probe" in verdicts and "PL lower envelope" in verdicts
+
+
+async def test_help_shows_the_keys_in_a_readable_box(app):
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = app.screen.query_one("#help-box Static")
+        assert text.region.width >= 60 and text.region.height >= 20  # every line of the key list
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen)
+
+
+async def test_the_quit_question_is_readable(app):
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, app, "mnist", train__epochs="100000")
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.pause()
+        text = app.screen.query_one("#confirm-box Static")
+        assert text.region.width >= 40 and text.region.height >= 3
+        await pilot.press("n")
+        await pilot.pause()
+        app.cancel_plan()
+        await until(pilot, lambda: not app.live)
