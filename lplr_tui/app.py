@@ -84,7 +84,7 @@ class LplrApp(App):
         if not runs:
             self.notify("nothing to export yet", severity="warning")
             return
-        self.exported = export_plan(self.results_dir, self.plan.name, rows_of(runs), [r.run_dir for r in runs])
+        self.exported = export_plan(self.results_dir, self.plan.name, rows_of(runs), [r.run_dir for r in runs], self.plan.verdicts)
         summary, text = self.exported
         self.notify(f"summary: {summary}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10)
 

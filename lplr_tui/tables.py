@@ -130,10 +130,14 @@ def rich_table(title: str, caption: str, columns: list[tuple[str, str, str]]) ->
     return table
 
 
+def table_caption(rows: list[Row]) -> str:
+    rho = "" if is_table2(rows) else " and ρ (contraction per epoch)"
+    return CAPTION.format(rho=rho, regime=regimes([s for _, _, s, _ in rows]))
+
+
 def summary_table(title: str, rows: list[Row]) -> Table:
     table2 = is_table2(rows)
-    caption = CAPTION.format(rho="" if table2 else " and ρ (contraction per epoch)", regime=regimes([s for _, _, s, _ in rows]))
-    table = rich_table(f"{title} (Table {2 if table2 else 1})", caption, columns_for(rows))
+    table = rich_table(f"{title} (Table {2 if table2 else 1})", table_caption(rows), columns_for(rows))
     all_cells = table_rows(rows)
     for i, cells in enumerate(all_cells):
         table.add_row(*cells, end_section=table2 and i == len(all_cells) - 2)

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import CAPTION, THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, rows_of, table_rows, theory_cells, verdict_lines
+from lplr_tui.tables import THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, rows_of, table_caption, table_rows, theory_cells, verdict_lines
 
 
 class SummaryScreen(Screen):
@@ -29,7 +29,7 @@ class SummaryScreen(Screen):
         yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
         with VerticalScroll():
             yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
-            yield Static(Text(CAPTION.format(rho="", regime="")), id="summary-caption")
+            yield Static(Text(table_caption(self.rows)), id="summary-caption")
             if has_theory(self.rows):
                 yield DataTable(id="theory", zebra_stripes=True, cursor_type="row")
                 yield Static(Text(THEORY_CAPTION), id="theory-caption")

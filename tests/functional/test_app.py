@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
 from engine.record import find_records, read_record
 from lplr_tui.app import LplrApp
 from lplr_tui.components.chart import DiagnosticChart
@@ -180,6 +185,9 @@ async def test_guide_in_picker_and_dashboard_verdicts_on_the_summary(app):
         await pilot.pause(0.3)
         verdicts = str(app.screen.query_one("#verdicts").render())
         assert "✓ λ_min > 0 at every probe" in verdicts and "PL lower envelope" in verdicts
+        await pilot.press("e")  # the exported summary keeps the plan's verdicts, as the CLI's does
+        exported = tomllib.loads(app.exported[0].read_text())
+        assert [v["name"] for v in exported["verdicts"]] == [v["name"] for v in app.plan.verdicts] != []
 
 
 async def test_help_shows_the_keys_in_a_readable_box(app):
