@@ -27,9 +27,13 @@ def empirical_ntk(model: nn.Module, x: torch.Tensor, chunk: int | None = None) -
 
     `chunk` bounds how many inputs are processed at once (memory), not the result.
     """
-    if isinstance(model, MLP):
-        return mlp_ntk(model, x, chunk)
-    return jacobian_ntk(model, x, chunk or 16)
+    return mlp_ntk(model, x, chunk) if isinstance(model, MLP) else jacobian_ntk(model, x, inputs_at_once(model, x, chunk))
+
+
+def inputs_at_once(model: nn.Module, x: torch.Tensor, chunk: int | None) -> int:
+    """How many inputs empirical_ntk takes at once: `chunk`, else all for the closed form and
+    JACOBIAN_CHUNK for torch.func (whose per-input Jacobians are each as large as θ)."""
+    return chunk or (len(x) if isinstance(model, MLP) else JACOBIAN_CHUNK)
 
 
 @torch.no_grad()
@@ -88,7 +92,10 @@ def jacobian(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor
     return torch.cat(rows)
 
 
-def jacobian_ntk(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+JACOBIAN_CHUNK = 16
+
+
+def jacobian_ntk(model: nn.Module, x: torch.Tensor, chunk: int = JACOBIAN_CHUNK) -> torch.Tensor:
     j = jacobian(model, x, chunk)
     return j @ j.T
 

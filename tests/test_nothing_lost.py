@@ -224,6 +224,11 @@ def test_out_of_memory_in_the_ntk_probe_retries_smaller_then_gives_up(make_spec,
     notes = read_record(find_records([tmp_path])[0]).status["notes"]
     assert notes == [f"epoch 0: ntk_lambda_min: out of memory; retrying {n} inputs at a time" for n in (10, 5, 2)]
 
+    sizes.clear()  # the CNN's first try is 16 inputs at once, so its retries start from 8
+    spec = make_spec("cifar", data__source="synthetic", data__n_train=50, train__epochs=1, train__seeds=[0], probes__ntk_subset=20)
+    list(engine.run(spec, tmp_path / "cnn"))
+    assert sizes[:4] == [None, 8, 4, 2]
+
     monkeypatch.setattr(ntk_probe, "empirical_ntk", lambda *a, **k: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")))
     events = list(engine.run(make_spec(train__epochs=10, probes__every=5, probes__ntk_subset=4), tmp_path / "b"))
     assert [e.state for e in events if isinstance(e, RunFinished)] == ["finished"]  # training went on

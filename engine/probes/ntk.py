@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from engine.ntk import empirical_ntk, lambda_min
+from engine.ntk import empirical_ntk, inputs_at_once, lambda_min
 from engine.probes.base import Probe, TrainState
 
 
@@ -40,7 +40,7 @@ class NTKProbe(Probe):
                 if chunk == 1:
                     state.notes.append("ntk_lambda_min: out of memory even one input at a time; this probe is NaN")
                     return None
-                chunk = max(1, (chunk or len(self.x_subset)) // 2)
+                chunk = max(1, inputs_at_once(model, self.x_subset, chunk) // 2)  # half of what failed
                 self.chunk = chunk  # later probes start from what fitted
                 state.notes.append(f"ntk_lambda_min: out of memory; retrying {chunk} inputs at a time")
 
