@@ -22,12 +22,22 @@ from engine.models import MLP
 SOFTPLUS_THRESHOLD = 20.0  # torch's default: above it softplus is the identity, slope 1
 
 
-def empirical_ntk(model: nn.Module, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+def empirical_ntk(model: nn.Module, x: torch.Tensor, chunk: int | None = None, input_gram: torch.Tensor | None = None) -> torch.Tensor:
     """The n·k × n·k kernel, index (i, a) -> i·k + a, as float64 on x's device.
 
-    `chunk` bounds how many inputs are processed at once (memory), not the result.
+    `chunk` bounds how many inputs are processed at once (memory), not the result. For the
+    MLP, `input_gram` = input_gram(x) may be passed to save its first layer's n × n × d Gram
+    matrix, which depends on the inputs alone (the costliest term when d = 784 > width).
     """
-    return mlp_ntk(model, x, chunk) if isinstance(model, MLP) else jacobian_ntk(model, x, inputs_at_once(model, x, chunk))
+    if isinstance(model, MLP):
+        return mlp_ntk(model, x, chunk, input_gram)
+    return jacobian_ntk(model, x, inputs_at_once(model, x, chunk))
+
+
+def input_gram(x: torch.Tensor) -> torch.Tensor:
+    """x xᵀ + 1 in float64: the first layer's factor of the closed-form MLP kernel."""
+    h = x.double().reshape(len(x), -1)
+    return h @ h.T + 1.0
 
 
 def inputs_at_once(model: nn.Module, x: torch.Tensor, chunk: int | None) -> int:
@@ -59,19 +69,23 @@ def mlp_features(model: MLP, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.
     return features
 
 
-def cross_term(a: list, b: list) -> torch.Tensor:
-    """Σ_l (h_a h_bᵀ + 1) ⊗ (Δ_a Δ_bᵀ), laid out as (i, a) × (j, b)."""
+def cross_term(a: list, b: list, first_gram: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_l (h_a h_bᵀ + 1) ⊗ (Δ_a Δ_bᵀ), laid out as (i, a) × (j, b); `first_gram`, when given,
+    is the first layer's h_a h_bᵀ + 1 (the last pair of the features)."""
     total = None
-    for (ha, da), (hb, db) in zip(a, b):
+    for i, ((ha, da), (hb, db)) in enumerate(zip(a, b)):
         k = da.shape[1]
-        gram = (ha @ hb.T + 1.0).repeat_interleave(k, 0).repeat_interleave(k, 1)
+        first = first_gram is not None and i == len(a) - 1
+        gram = (first_gram if first else ha @ hb.T + 1.0).repeat_interleave(k, 0).repeat_interleave(k, 1)
         term = gram * (da.reshape(-1, da.shape[2]) @ db.reshape(-1, db.shape[2]).T)
         total = term if total is None else total + term
     return total
 
 
-def mlp_ntk(model: MLP, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+def mlp_ntk(model: MLP, x: torch.Tensor, chunk: int | None = None, input_gram: torch.Tensor | None = None) -> torch.Tensor:
     parts = [mlp_features(model, part) for part in x.split(chunk or len(x))]
+    if input_gram is not None and len(parts) == 1:
+        return cross_term(parts[0], parts[0], input_gram)
     return torch.cat([torch.cat([cross_term(a, b) for b in parts], dim=1) for a in parts], dim=0)
 
 

@@ -1,7 +1,8 @@
 """A run's measurements as the record stores them: three series, each with its own epochs.
 
 epoch series   epoch, loss, grad_sq                                         every epoch
-probe series   probe_epoch, drift, ntk_lambda_min, ntk_change               every probes.every
+probe series   probe_epoch, drift, ntk_lambda_min, ntk_lambda_max, ntk_change
+                                                                            every probes.every (and early)
 theory series  theory_epoch, sharpness, ntk_full_lambda_min, ntk_full_lambda_max
                                                                             every probes.theory_every
 """
@@ -16,7 +17,7 @@ from engine.events import EpochMeasured, ProbeMeasured
 
 SERIES = {
     "epoch": ("loss", "grad_sq"),
-    "probe_epoch": ("drift", "ntk_lambda_min", "ntk_change"),
+    "probe_epoch": ("drift", "ntk_lambda_min", "ntk_lambda_max", "ntk_change"),
     "theory_epoch": ("sharpness", "ntk_full_lambda_min", "ntk_full_lambda_max"),
 }
 
@@ -29,6 +30,7 @@ class Trajectory:
     probe_epoch: list[int] = field(default_factory=list)
     drift: list[float] = field(default_factory=list)
     ntk_lambda_min: list[float] = field(default_factory=list)
+    ntk_lambda_max: list[float] = field(default_factory=list)
     ntk_change: list[float] = field(default_factory=list)
     theory_epoch: list[int] = field(default_factory=list)
     sharpness: list[float] = field(default_factory=list)
@@ -66,4 +68,12 @@ class Trajectory:
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: np.asarray(getattr(self, f.name), dtype=float) for f in fields(self)}
+        """Every series as float arrays, each as long as its epoch axis: a series that a record
+        lacks (an older version's, another tool's) or holds short is padded with NaN."""
+        out = {}
+        for axis, names in SERIES.items():
+            out[axis] = np.asarray(getattr(self, axis), dtype=float)
+            for name in names:
+                values = np.asarray(getattr(self, name), dtype=float)[: out[axis].size]
+                out[name] = np.concatenate([values, np.full(out[axis].size - values.size, np.nan)])
+        return out

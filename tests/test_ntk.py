@@ -70,3 +70,14 @@ def test_kernel_is_symmetric_positive_semidefinite(make_spec):
     kernel = engine.empirical_ntk(model, torch.rand(30, 784))
     assert torch.allclose(kernel, kernel.T)
     assert lambda_min(kernel) > 0
+
+
+def test_a_precomputed_input_gram_gives_the_same_kernel():
+    from engine.ntk import empirical_ntk, input_gram
+
+    torch.manual_seed(0)
+    model = MLP(6, 5, 3, 2)
+    x = torch.randn(9, 6)
+    plain, cached = empirical_ntk(model, x), empirical_ntk(model, x, input_gram=input_gram(x))
+    assert torch.allclose(plain, cached, rtol=1e-12, atol=0)
+    assert torch.equal(empirical_ntk(model, x, chunk=4, input_gram=input_gram(x)), empirical_ntk(model, x, chunk=4))

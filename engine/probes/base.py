@@ -19,8 +19,19 @@ class TrainState:
     notes: list[str] = field(default_factory=list)  # what a probe wants the record to say
 
 
+def early_epochs(every: int) -> frozenset[int]:
+    """Log-spaced epochs before the regular cadence starts: 1, 2, 3, 5, 7, 10, 20, 30, 50, 70,
+    100, … below `every`, so the first epochs (a catapult lasts a handful) are measured too."""
+    out, decade = set(), 1
+    while decade < every:
+        out.update(d * decade for d in (1, 2, 3, 5, 7) if d * decade < every)
+        decade *= 10
+    return frozenset(out)
+
+
 class Probe:
-    """One diagnostic. `every` is its cadence in epochs; the last epoch is always measured.
+    """One diagnostic. `every` is its cadence in epochs; the last epoch is always measured, and
+    so are the log-spaced `early_epochs` before the cadence starts.
 
     `per_epoch` probes form the trajectory's epoch series (loss, grad_sq); the others form its
     probe series (drift, ntk_lambda_min) at the probe cadence.
@@ -31,9 +42,10 @@ class Probe:
 
     def __init__(self, every: int = 1):
         self.every = every
+        self.early = early_epochs(every)
 
     def due(self, epoch: int, last_epoch: int) -> bool:
-        return epoch % self.every == 0 or epoch == last_epoch
+        return epoch % self.every == 0 or epoch == last_epoch or epoch in self.early
 
     def measure(self, state: TrainState) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError

@@ -1,16 +1,18 @@
-"""ntk_lambda_min = λ_min(J_S J_Sᵀ) on a fixed probe subset S, eigenvalues in float64;
-ntk_change = ‖K_t − K_0‖₂ on S, the numerator of the NTK's Lipschitz estimate."""
+"""On a fixed probe subset S, eigenvalues in float64:
+ntk_lambda_min = λ_min(K_t), K_t = J_S J_Sᵀ;
+ntk_lambda_max = λ_max(K_t) = ‖K_t‖₂ (K_t is a Gram matrix), so ‖K_0‖₂ is its first value;
+ntk_change = ‖K_t − K_0‖₂, the kernel's change (lazy training: small against ‖K_0‖₂)."""
 
 import copy
 
 import torch
 
-from engine.ntk import empirical_ntk, inputs_at_once, lambda_min
+from engine.ntk import empirical_ntk, inputs_at_once
 from engine.probes.base import Probe, TrainState
 
 
 class NTKProbe(Probe):
-    names = ("ntk_lambda_min", "ntk_change")
+    names = ("ntk_lambda_min", "ntk_lambda_max", "ntk_change")
 
     def __init__(self, x_subset: torch.Tensor, every: int = 1):
         super().__init__(every)
@@ -21,11 +23,12 @@ class NTKProbe(Probe):
     def measure(self, state: TrainState) -> dict:
         kernel = self.kernel(state.model, state)
         if kernel is None:
-            return {"ntk_lambda_min": float("nan"), "ntk_change": float("nan")}
+            return dict.fromkeys(self.names, float("nan"))
         if self.kernel0 is None:  # K_0 from θ_0 itself, so a resumed run gets the same one
             self.kernel0 = kernel if state.epoch == 0 else self.kernel(at(state.model, state.theta0), state)
         change = float(torch.linalg.matrix_norm(kernel - self.kernel0, ord=2)) if self.kernel0 is not None else float("nan")
-        return {"ntk_lambda_min": lambda_min(kernel), "ntk_change": change}
+        eig = torch.linalg.eigvalsh(kernel.double())
+        return {"ntk_lambda_min": float(eig[0]), "ntk_lambda_max": float(eig[-1]), "ntk_change": change}
 
     def kernel(self, model: torch.nn.Module, state: TrainState) -> torch.Tensor | None:
         """K on S. On out-of-memory: halve the chunk of inputs and retry; at one input, give up

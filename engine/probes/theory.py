@@ -4,6 +4,7 @@ import torch
 
 from engine.data import Dataset
 from engine.probes.base import Probe, TrainState
+from engine.ntk import input_gram
 from engine.theory import PowerIteration, full_ntk_ends
 
 
@@ -15,9 +16,13 @@ class FullNTKProbe(Probe):
     def __init__(self, data: Dataset, every: int):
         super().__init__(every)
         self.data = data
+        self.early = frozenset()  # an N×N spectrum per probe: the regular cadence only
+        self.gram: torch.Tensor | None = None  # the inputs' first-layer Gram matrix: fixed, made once
 
     def measure(self, state: TrainState) -> dict:
-        low, high = full_ntk_ends(state.model, self.data)
+        if self.gram is None:
+            self.gram = input_gram(self.data.x)
+        low, high = full_ntk_ends(state.model, self.data, self.gram)
         return {"ntk_full_lambda_min": low, "ntk_full_lambda_max": high}
 
 
@@ -29,6 +34,7 @@ class SharpnessProbe(Probe):
 
     def __init__(self, data: Dataset, every: int, micro_batch: int = 0, iterations: int = 3, first: int = 30):
         super().__init__(every)
+        self.early = frozenset()  # Hessian-vector products on the full set: the regular cadence only
         self.data, self.micro_batch, self.first = data, micro_batch, first
         self.power = PowerIteration(iterations)
 
