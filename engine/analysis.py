@@ -1,22 +1,30 @@
-"""Pure functions on trajectories (DESIGN.md §3): L* proxy, subopt, PL ratio, stable regime,
-lower envelope, contraction fit, NTK drift, and the summary row of a run.
+"""Pure functions on trajectories (docs/diagnostics.md defines every quantity): the three
+views of L*, the PL ratio and its envelope, the decay model, the PL rate and sufficient
+decrease, the step-size class, the local-regime measures, and the summary row of a run.
 
-Arrays in, numbers out; NaN marks what is undefined (never an exception).
+Arrays in, numbers out; NaN marks what is undefined (never an exception). A summary is
+always derived from a trajectory, never stored as the only copy of a fact.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from engine.trajectory import Trajectory
 
 NAN = float("nan")
 
 
+# ---------------------------------------------------------------- L*, PL ratio, windows
+
+
 def terminal_loss(loss: np.ndarray, final: bool = True) -> float:
-    """L*: the run's last loss when it ended normally; else the running minimum (provisional)."""
+    """The paper's terminal-loss proxy for L*: the run's last loss when it ended normally;
+    else the running minimum (provisional)."""
     finite = loss[np.isfinite(loss)]
     if finite.size == 0:
         return NAN
@@ -28,7 +36,7 @@ def suboptimality(loss: np.ndarray, l_star: float) -> np.ndarray:
 
 
 def pl_ratio(grad_sq: np.ndarray, loss: np.ndarray, l_star: float) -> np.ndarray:
-    """‖∇L‖² / (2 (L − L*)), NaN where L − L* ≤ 0."""
+    """‖∇L‖² / (2 (L − L*)), NaN where L − L* ≤ 0. With L* = 0 this is pl_ratio₀."""
     sub = suboptimality(loss, l_star)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.asarray(grad_sq, dtype=float) / (2.0 * sub)
@@ -45,27 +53,28 @@ def in_window(epochs: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     return (epochs >= window[0]) & (epochs <= window[1])
 
 
-def lower_envelope(values: np.ndarray) -> np.ndarray:
-    """The running minimum, NaNs skipped (NaN until the first defined value)."""
-    return np.fmin.accumulate(np.asarray(values, dtype=float))
-
-
-def contraction(epochs: np.ndarray, subopt: np.ndarray) -> float:
-    """ρ from a least-squares fit log(L − L*) ≈ a + t·log ρ (per epoch); NaN with < 2 points."""
+def contraction_proxy(epochs: np.ndarray, subopt: np.ndarray) -> tuple[float, float]:
+    """The paper's view: (ρ, R²) of a least-squares line log(L − L*) ≈ a + t·log ρ with the
+    terminal-loss proxy for L*. It bends any decaying tail into a line, so it decides nothing."""
     ok = np.isfinite(subopt) & (subopt > 0)
-    if ok.sum() < 2:
-        return NAN
-    slope = np.polyfit(np.asarray(epochs, dtype=float)[ok], np.log(subopt[ok]), 1)[0]
-    return float(math.exp(slope))
+    if ok.sum() < 3:
+        return NAN, NAN
+    x, y = np.asarray(epochs, dtype=float)[ok], np.log(subopt[ok])
+    slope, intercept = np.polyfit(x, y, 1)
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = float(1 - ((y - (slope * x + intercept)) ** 2).sum() / total) if total > 0 else 1.0
+    return float(math.exp(slope)), r2
 
 
 def ntk_drift_pct(lambda_0: float, lambda_t: float) -> float:
+    """100·(λ_0 − λ_T)/λ_0: positive when λ_min fell, negative when it rose."""
     if not (math.isfinite(lambda_0) and lambda_0 != 0):
         return NAN
     return 100.0 * (lambda_0 - lambda_t) / lambda_0
 
 
 def nan_stat(fn, values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     return float(fn(values)) if values.size else NAN
 
@@ -78,17 +87,299 @@ def last(values) -> float:
     return float(values[-1]) if len(values) else NAN
 
 
+def first_epoch(epochs: np.ndarray, where: np.ndarray) -> float:
+    """The first epoch where `where` holds, NaN when it never does."""
+    hits = np.flatnonzero(where)
+    return float(epochs[hits[0]]) if hits.size else NAN
+
+
+# ---------------------------------------------------------------- step sizes
+
+
+def step_sizes(epochs: np.ndarray, lr: float, schedule: str = "constant", total: int = 0) -> np.ndarray:
+    """η_t at each epoch: constant, or cosine annealing lr·(1 + cos(π·t/total))/2."""
+    epochs = np.asarray(epochs, dtype=float)
+    if schedule == "cosine" and total > 0:
+        return lr * 0.5 * (1.0 + np.cos(np.pi * epochs / total))
+    return np.full(epochs.shape, float(lr))
+
+
+INSIDE, OUTSIDE, UNSTABLE = "inside the theorem", "stable, outside the theorem", "unstable"
+
+
+def step_class(eta_beta: float) -> str:
+    """η·β ≤ 1: the descent lemma's step (Theorem 5.7's hypothesis); 1 < η·β < 2: GD is stable
+    on the quadratic model but the theorem does not apply; η·β ≥ 2: above the stability edge."""
+    if not math.isfinite(eta_beta):
+        return "unknown"
+    return INSIDE if eta_beta <= 1.0 else OUTSIDE if eta_beta < 2.0 else UNSTABLE
+
+
+# ---------------------------------------------------------------- the decay model
+
+GEOMETRIC, POWER_LAW, UNDECIDED = "geometric", "power-law", "undecided"
+MAX_POWER = 10.0  # a power law steeper than t^-10 over its own time scale is a geometric decay
+MIN_DECAY_POINTS = 8
+DECAY_POINTS = 400  # the fits take at most this many epochs, evenly spaced over the window
+
+
+def bic(residuals: np.ndarray, params: int) -> float:
+    """The Bayesian information criterion of a least-squares fit on n points."""
+    n = residuals.size
+    rss = max(float(np.sum(residuals**2)), n * 1e-300)
+    return n * math.log(rss / n) + params * math.log(n)
+
+
+def inside(bound: np.ndarray, direction: int) -> np.ndarray:
+    """A bound moved a hair into the feasible set (least_squares wants a strictly feasible
+    start); infinite bounds stay as they are."""
+    nudge = np.where(np.isfinite(bound), 1e-9 * (np.abs(np.nan_to_num(bound, posinf=0.0, neginf=0.0)) + 1e-12), 0.0)
+    return bound + direction * nudge
+
+
+def _fit(residual, starts: list[np.ndarray], low: np.ndarray, high: np.ndarray):
+    """The best of several bounded least-squares fits (trust-region reflective)."""
+    best = None
+    for x0 in starts:
+        x0 = np.clip(x0, inside(low, +1), inside(high, -1))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                fit = least_squares(residual, x0, bounds=(low, high), method="trf", x_scale="jac", max_nfev=200)
+            except (ValueError, FloatingPointError):
+                continue
+        if np.all(np.isfinite(fit.fun)) and (best is None or fit.cost < best.cost):
+            best = fit
+    return best
+
+
+def fit_geometric(s: np.ndarray, y: np.ndarray, l_star_free: bool) -> dict | None:
+    """log L ≈ log(L* + C·ρ^s) with s the epochs since the window's start; L* = 0 or free in
+    [0, min L)."""
+    floor = float(np.exp(y.min()))
+    slope, intercept = np.polyfit(s, y, 1)
+
+    def model(p):
+        l_star, log_c, log_rho = (p if l_star_free else (0.0, *p))
+        return l_star + np.exp(log_c + log_rho * s)
+
+    if l_star_free:
+        starts = []
+        for frac in (0.0, 0.5, 0.9, 0.99):
+            sub = np.maximum(np.exp(y) - frac * floor, 1e-300)
+            b, a = np.polyfit(s, np.log(sub), 1)
+            starts.append(np.array([frac * floor, a, min(b, -1e-12)]))
+        low, high = np.array([0.0, -np.inf, -np.inf]), np.array([floor * (1 - 1e-9), np.inf, 0.0])
+    else:
+        starts, low, high = [np.array([intercept, min(slope, -1e-12)])], np.array([-np.inf, -np.inf]), np.array([np.inf, 0.0])
+    fit = _fit(lambda p: np.log(np.maximum(model(p), 1e-300)) - y, starts, low, high)
+    if fit is None:
+        return None
+    l_star = float(fit.x[0]) if l_star_free else 0.0
+    return {"rho": float(math.exp(fit.x[-1])), "l_star": l_star, "bic": bic(fit.fun, len(fit.x))}
+
+
+def fit_power(s: np.ndarray, y: np.ndarray, l_star_free: bool) -> dict | None:
+    """log L ≈ log(L* + C·(s + u)^(−p)) with s the epochs since the window's start, u > 0 the
+    offset (t₀ = u − start in absolute epochs) and 0 < p ≤ MAX_POWER. Fitted as
+    L* + exp(a − p·log(1 + k·s/p)), with a the log-level at the window's start and k = p/u its
+    initial decay rate: as p grows this tends to a geometric decay, and the bound on p keeps
+    the two families apart."""
+    floor = float(np.exp(y.min()))
+    span = max(float(s[-1]), 1.0)
+
+    def model(q):
+        l_star, a, log_k, power = (q if l_star_free else (0.0, *q))
+        return l_star + np.exp(a - power * np.log1p(np.exp(log_k) * s / power))
+
+    starts = []
+    for u in (1.0, span / 10 + 1.0, span):
+        b, c = np.polyfit(np.log(s + u), y, 1)
+        power = float(np.clip(-b, 1e-2, MAX_POWER))
+        guess = [c + b * math.log(u), math.log(power / u), power]
+        starts += [np.array([0.0, *guess]), np.array([0.5 * floor, *guess])] if l_star_free else [np.array(guess)]
+    core_low, core_high = [-np.inf, -np.inf, 1e-3], [np.inf, np.inf, MAX_POWER]
+    low = np.array(([0.0] if l_star_free else []) + core_low)
+    high = np.array(([floor * (1 - 1e-9)] if l_star_free else []) + core_high)
+    fit = _fit(lambda q: np.log(np.maximum(model(q), 1e-300)) - y, starts, low, high)
+    if fit is None:
+        return None
+    l_star = float(fit.x[0]) if l_star_free else 0.0
+    power, rate = float(fit.x[-1]), float(math.exp(fit.x[-2]))
+    return {"p": power, "u": power / rate, "l_star": l_star, "bic": bic(fit.fun, len(fit.x))}
+
+
+def decay_model(epochs: np.ndarray, loss: np.ndarray, margin: float) -> dict:
+    """Geometric L* + C·ρ^t against power law L* + C·(t + t₀)^(−p) on the given epochs (the
+    stable regime), each with L* free in [0, min L) and with L* = 0, fitted in log L (the loss
+    spans orders of magnitude; errors are relative) on at most DECAY_POINTS epochs. The better variant of each family is
+    compared by BIC: "geometric" when its BIC is lower by at least `margin`, "power-law" when
+    the power law's is, else "undecided"."""
+    empty = {"decay_model": UNDECIDED, "contraction": NAN, "decay_p": NAN, "decay_t0": NAN, "decay_l_star": NAN,
+             "bic_geometric": NAN, "bic_power": NAN, "decay_delta_bic": NAN}
+    epochs, loss = np.asarray(epochs, dtype=float), np.asarray(loss, dtype=float)
+    ok = np.isfinite(loss) & (loss > 0) & np.isfinite(epochs)
+    if ok.sum() < MIN_DECAY_POINTS:
+        return empty
+    t, y = epochs[ok], np.log(loss[ok])
+    if t.size > DECAY_POINTS:  # neighbouring epochs carry little new information; fits stay fast
+        keep = np.unique(np.linspace(0, t.size - 1, DECAY_POINTS).round().astype(int))
+        t, y = t[keep], y[keep]
+    s = t - t[0]
+    geo = [f for f in (fit_geometric(s, y, free) for free in (True, False)) if f]
+    power = [f for f in (fit_power(s, y, free) for free in (True, False)) if f]
+    if not geo or not power:
+        return empty
+    g, p = min(geo, key=lambda f: f["bic"]), min(power, key=lambda f: f["bic"])
+    delta = p["bic"] - g["bic"]
+    model = GEOMETRIC if delta >= margin else POWER_LAW if delta <= -margin else UNDECIDED
+    return {
+        "decay_model": model,
+        "contraction": g["rho"],
+        "decay_p": p["p"],
+        "decay_t0": p["u"] - t[0],
+        "decay_l_star": p["l_star"] if model == POWER_LAW else g["l_star"],
+        "bic_geometric": g["bic"],
+        "bic_power": p["bic"],
+        "decay_delta_bic": delta,
+    }
+
+
+# ---------------------------------------------------------------- PL against the infimum
+
+
+def consecutive_steps(epochs: np.ndarray) -> np.ndarray:
+    """Indices i where epochs[i + 1] == epochs[i] + 1 (one step of the optimiser apart)."""
+    e = np.asarray(epochs, dtype=float)
+    return np.flatnonzero(np.diff(e) == 1) if e.size > 1 else np.array([], dtype=int)
+
+
+DECREASE_SLACK = 1e-6  # relative: float32 rounding of the loss
+
+
+def sufficient_decrease(loss: np.ndarray, grad_sq: np.ndarray, eta: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per step t in `steps`: L_{t+1} ≤ L_t − (η_t/2)‖∇L_t‖² (up to DECREASE_SLACK·L_t), the
+    descent step of Theorem 5.7's proof. It holds for every step when η ≤ 1/β."""
+    now, after = loss[steps], loss[steps + 1]
+    return after <= now - 0.5 * eta[steps] * grad_sq[steps] + DECREASE_SLACK * np.abs(now)
+
+
+def observed_rate(epochs: np.ndarray, loss: np.ndarray) -> float:
+    """The loss's mean contraction per epoch against L* = 0 between the window's ends:
+    (L_end / L_start)^(1 / (t_end − t_start))."""
+    ok = np.isfinite(loss) & (loss > 0)
+    if ok.sum() < 2:
+        return NAN
+    e, l = epochs[ok], loss[ok]
+    if e[-1] <= e[0]:
+        return NAN
+    return float(math.exp((math.log(l[-1]) - math.log(l[0])) / (e[-1] - e[0])))
+
+
+def pl_rate(mu_hat: float, eta: float) -> float:
+    """ρ_PL = 1 − η·μ̂: with η ≤ 1/β the descent lemma gives L_{t+1} ≤ L_t − (η/2)‖∇L_t‖²
+    and PL (‖∇L‖² ≥ 2μ̂·L on the regime) turns it into L_{t+1} ≤ (1 − ημ̂)·L_t."""
+    if not (math.isfinite(mu_hat) and math.isfinite(eta)):
+        return NAN
+    return 1.0 - eta * mu_hat
+
+
+def explained(rho_pl: float, rho_observed: float) -> float:
+    """How much of the observed speed the PL bound explains: log ρ_PL / log ρ_observed
+    (1: all of it; 0.1: the bound accounts for a tenth of the observed decay rate)."""
+    if not (0 < rho_pl < 1 and 0 < rho_observed < 1):
+        return NAN
+    return math.log(rho_pl) / math.log(rho_observed)
+
+
+# ---------------------------------------------------------------- drift and the loss's path
+
+
+def drift_speedup(epochs: np.ndarray, drift: np.ndarray) -> float:
+    """The drift's fastest speed per epoch, (d_k − d_{k−1})/(e_k − e_{k−1}), as a multiple of
+    its speed over the first interval from θ_0 (d_0 = 0). Gradient descent that settles moves
+    fastest at the start (≈ 1); a catapult accelerates away from θ_0 (≫ 1)."""
+    ok = np.isfinite(drift)
+    e, d = np.asarray(epochs, dtype=float)[ok], np.asarray(drift, dtype=float)[ok]
+    if d.size < 3:
+        return NAN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = np.diff(d) / np.diff(e)
+    if not (np.isfinite(speed[0]) and speed[0] > 0):
+        return NAN
+    return float(np.nanmax(speed) / speed[0])
+
+
+def late_growth(epochs: np.ndarray, drift: np.ndarray) -> float:
+    """Drift growth over the last 20% of the probes' epochs, as a fraction of its total."""
+    ok = np.isfinite(drift)
+    if ok.sum() < 3 or drift[ok][-1] <= 0:
+        return NAN
+    e, d = epochs[ok], drift[ok]
+    cut = e[0] + 0.8 * (e[-1] - e[0])
+    return float((d[-1] - np.interp(cut, e, d)) / d[-1])
+
+
+def loss_spike(loss: np.ndarray) -> float:
+    """The largest factor by which the loss rose above its running minimum (1: never rose)."""
+    ok = np.isfinite(loss) & (loss > 0)
+    if ok.sum() < 2:
+        return NAN
+    l = loss[ok]
+    return float(np.max(l / np.minimum.accumulate(l)))
+
+
+# ---------------------------------------------------------------- the local regime
+
+
+def local_regime(a: dict[str, np.ndarray]) -> dict:
+    """At the probe epochs: the kernel's relative change ‖K_t − K_0‖₂/‖K_0‖₂, λ_min's change
+    in both directions, and the Weyl certificate λ_0 − ‖K_t − K_0‖₂ (while positive,
+    λ_min(K_t) ≥ λ_0 − ‖K_t − K_0‖₂ > 0 is guaranteed; weyl_negative_epoch is the first probe
+    where it is ≤ 0)."""
+    lam, change, epochs = a["ntk_lambda_min"], a["ntk_change"], a["probe_epoch"]
+    lambda_0 = first(lam)
+    kernel_0 = first(a["ntk_lambda_max"])
+    relative = (100.0 * (lam - lambda_0) / lambda_0) if math.isfinite(lambda_0) and lambda_0 > 0 else np.full(lam.shape, NAN)
+    weyl = lambda_0 - change
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernel_rel = change / kernel_0
+    return {
+        "kernel_change_rel_max": nan_stat(np.max, kernel_rel),
+        "lambda_rise_pct": max(nan_stat(np.max, relative), 0.0) + 0.0 if np.isfinite(relative).any() else NAN,  # + 0.0: no −0
+        "lambda_fall_pct": max(-nan_stat(np.min, relative), 0.0) + 0.0 if np.isfinite(relative).any() else NAN,
+        "weyl_min": nan_stat(np.min, weyl),
+        "weyl_min_epoch": first_epoch(epochs, weyl == np.nanmin(weyl)) if np.isfinite(weyl).any() else NAN,
+        "weyl_negative_epoch": first_epoch(epochs, weyl <= 0),  # from here on nothing is guaranteed
+    }
+
+
+# ---------------------------------------------------------------- the summary
+
+
 def summarize(
     traj: Trajectory, params: int, stable_from: float, stable_to: float, final: bool,
-    n_train: int = 0, lr: float = NAN,
+    n_train: int = 0, lr: float = NAN, schedule: str = "constant", total: int = 0,
+    gd: bool = True, decay_margin: float = 10.0, ntk_subset: int = 0,
 ) -> dict:
-    """The run's summary row (DESIGN.md §5 names). `final`: L* is the last loss, not provisional.
-    `n_train` and `lr` (the base step size) feed the theory columns."""
+    """The run's summary row (docs/diagnostics.md names). `final`: the terminal-loss proxy is
+    the last loss, not provisional. `lr`, `schedule` and `total` (epochs) give η_t; `gd`:
+    full-batch steps, so sufficient decrease and the PL rate are defined."""
     a = traj.arrays()
-    l_star = terminal_loss(a["loss"], final)
-    window = stable_regime(int(a["epoch"][-1]) if a["epoch"].size else 0, stable_from, stable_to)
-    stable = in_window(a["epoch"], window)
-    pl = pl_ratio(a["grad_sq"], a["loss"], l_star)[stable]
+    epochs, loss, grad_sq = a["epoch"], a["loss"], a["grad_sq"]
+    l_star = terminal_loss(loss, final)
+    window = stable_regime(int(epochs[-1]) if epochs.size else 0, stable_from, stable_to)
+    stable = in_window(epochs, window)
+    pl0 = pl_ratio(grad_sq, loss, 0.0)[stable]
+    mu_hat = nan_stat(np.min, pl0)
+    eta = step_sizes(epochs, lr, schedule, total)
+    steps = consecutive_steps(epochs)
+    steps = steps[stable[steps] & stable[steps + 1]] if steps.size else steps
+    decrease = sufficient_decrease(loss, grad_sq, eta, steps) if gd else np.array([])
+    rises = loss[steps + 1] > loss[steps] if steps.size else np.array([])
+    rho_pl = pl_rate(mu_hat, lr) if gd and schedule == "constant" else NAN
+    rho_obs = observed_rate(epochs[stable], loss[stable])
+    rho_proxy, r2_proxy = contraction_proxy(epochs[stable], suboptimality(loss, l_star)[stable])
     lambda_0, lambda_t = first(traj.ntk_lambda_min), last(traj.ntk_lambda_min)
     return {
         "params": int(params),
@@ -99,12 +390,24 @@ def summarize(
         "loss_final": last(traj.loss),
         "l_star": l_star,
         "l_star_provisional": not final,
-        "pl_min": nan_stat(np.min, pl),
-        "pl_median": nan_stat(np.median, pl),
-        "contraction": contraction(a["epoch"][stable], suboptimality(a["loss"], l_star)[stable]),
+        "pl_min": mu_hat,
+        "pl_median": nan_stat(np.median, pl0),
+        "pl_min_proxy": nan_stat(np.min, pl_ratio(grad_sq, loss, l_star)[stable]),
+        **decay_model(epochs[stable], loss[stable], decay_margin),
+        "contraction_proxy": rho_proxy,
+        "r2_proxy": r2_proxy,
+        "rho_pl": rho_pl,
+        "rho_observed": rho_obs,
+        "pl_explains": explained(rho_pl, rho_obs),
+        "sufficient_decrease_frac": float(decrease.mean()) if decrease.size else NAN,
+        "loss_rise_frac": float(rises.mean()) if gd and rises.size else NAN,
+        "loss_spike": loss_spike(loss),
+        "drift_speedup": drift_speedup(a["probe_epoch"], a["drift"]),
+        "drift_late_growth": late_growth(a["probe_epoch"], a["drift"]),
+        **local_regime(a),
         "stable_from": window[0],
         "stable_to": window[1],
-        **theory_summary(a, l_star, n_train, lr),
+        **theory_summary(a, n_train, lr, schedule, total, ntk_subset),
     }
 
 
@@ -124,65 +427,92 @@ def pl_bound(a: dict[str, np.ndarray], l_star: float, n_train: int) -> tuple[np.
     return ratio, bound
 
 
-def theory_summary(a: dict[str, np.ndarray], l_star: float, n_train: int, lr: float) -> dict:
+def eta_beta(a: dict[str, np.ndarray], lr: float, schedule: str = "constant", total: int = 0) -> np.ndarray:
+    """η_t·β_t at the theory epochs (β = λ_max(∇²L), the sharpness)."""
+    return step_sizes(a["theory_epoch"], lr, schedule, total) * a["sharpness"]
+
+
+def theory_summary(a: dict[str, np.ndarray], n_train: int, lr: float,
+                   schedule: str = "constant", total: int = 0, ntk_subset: int = 0) -> dict:
     """The hypotheses of Theorems 5.4 / 5.7 as numbers (NaN where not measured), from the
     trajectory's arrays `a`."""
-    sharpness_max = nan_stat(np.max, a["sharpness"])
-    ratio, bound = pl_bound(a, l_star, n_train)
+    eb = eta_beta(a, lr, schedule, total)
+    ratio, bound = pl_bound(a, 0.0, n_train)  # the identity holds for any L*; 0 as the verdicts use
     defined = np.isfinite(ratio) & np.isfinite(bound)
     # rounding slack: the bound follows from an identity, so it can only fail by a bug
     holds = ratio[defined] >= bound[defined] * (1 - 1e-6)
-    lipschitz = NAN
-    if a["ntk_change"].size == a["drift"].size:  # a trajectory from before ntk_change has none
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lipschitz = nan_stat(np.max, np.where(a["drift"] > 0, a["ntk_change"] / a["drift"], NAN))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lipschitz = nan_stat(np.max, np.where(a["drift"] > 0, a["ntk_change"] / a["drift"], NAN))
     radius = nan_stat(np.max, a["drift"])
     margin = first(a["ntk_lambda_min"]) - lipschitz * radius
+    n = ntk_subset
+    finite = np.isfinite(eb)
     return {
-        "sharpness_max": sharpness_max,
-        "eos_ratio_max": lr * sharpness_max / 2.0,
+        "sharpness_0": first(a["sharpness"]),
+        "sharpness_max": nan_stat(np.max, a["sharpness"]),
+        "eta_beta_0": first(eb),
+        "eta_beta_max": nan_stat(np.max, eb),
+        "eta_beta_max_epoch": first_epoch(a["theory_epoch"], eb == np.nanmax(eb)) if finite.any() else NAN,
+        "eta_beta_final": last(eb),
+        "eta_beta_above_1": first_epoch(a["theory_epoch"], eb > 1.0),
+        "eta_beta_above_2": first_epoch(a["theory_epoch"], eb >= 2.0),
+        "step_class_0": step_class(first(eb)),
+        "step_class_max": step_class(nan_stat(np.max, eb)),
+        "step_class_final": step_class(last(eb)),
         "pl_bound_holds_frac": float(holds.mean()) if defined.any() else NAN,
         "lipschitz_K": lipschitz,
         "drift_max": radius,
         "compat_margin": margin,
-        "pl_mu": margin / n_train if (n_train and margin > 0) else NAN,
+        # μ on the probe subset S: its margin over its own size n, like with like
+        "pl_mu": margin / n if (n and margin > 0) else NAN,
     }
 
 
-def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN) -> dict:
-    """What a dashboard draws for one run: subopt and PL ratio every epoch against the L*
-    proxy (provisional unless `final`), drift and λ_min at the probe epochs, the edge-of-
-    stability ratio η·λ_max(∇²L)/2 and the PL ratio with its lower bound at the theory epochs."""
+def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN,
+                schedule: str = "constant", total: int = 0) -> dict:
+    """What a dashboard draws for one run: every epoch, the PL ratio against L* = 0 and the
+    subopt against the terminal-loss proxy (the paper's view, provisional unless `final`);
+    drift and λ_min at the probe epochs; η·β and the PL ratio with its lower bound
+    λ_min(K_N)/N (L* = 0) at the theory epochs."""
     a = traj.arrays()
     l_star = terminal_loss(a["loss"], final)
-    ratio_at_theory, bound = pl_bound(a, l_star, n_train)
+    ratio_at_theory, bound = pl_bound(a, 0.0, n_train)
     return {
         "epoch": a["epoch"],
         "loss": a["loss"],
         "subopt": suboptimality(a["loss"], l_star),
-        "pl_ratio": pl_ratio(a["grad_sq"], a["loss"], l_star),
+        "pl_ratio0": pl_ratio(a["grad_sq"], a["loss"], 0.0),
         "l_star": l_star,
         "l_star_provisional": not final,
         "probe_epoch": a["probe_epoch"],
         "drift": a["drift"],
         "ntk_lambda_min": a["ntk_lambda_min"],
         "theory_epoch": a["theory_epoch"],
-        "eos_ratio": lr * a["sharpness"] / 2.0,
+        "eta_beta": eta_beta(a, lr, schedule, total),
         "pl_ratio_theory": ratio_at_theory,
         "pl_bound": bound,
     }
 
 
-MEAN_KEYS = ("lambda_0", "lambda_T", "ntk_drift_pct", "drift_final", "loss_final", "l_star", "pl_min", "pl_median", "contraction")
+MEAN_KEYS = ("lambda_0", "lambda_T", "ntk_drift_pct", "drift_final", "loss_final", "l_star", "contraction")
 
 
-def mean_summary(summaries: list[dict]) -> dict:
-    """The mean row of a table of runs (Table 2): the mean of each statistic over the runs
-    where it is defined; params when all runs share them."""
-    out = {}
-    for key in MEAN_KEYS:
-        values = np.array([s.get(key, NAN) for s in summaries], dtype=float)
-        out[key] = nan_stat(np.mean, values)
+def stable_pl0(traj: Trajectory, summary: dict) -> np.ndarray:
+    """pl_ratio₀ on the run's stable regime (as its summary says where it is)."""
+    a = traj.arrays()
+    window = (summary.get("stable_from", 0), summary.get("stable_to", 0))
+    return pl_ratio(a["grad_sq"], a["loss"], 0.0)[in_window(a["epoch"], window)]
+
+
+def mean_summary(summaries: list[dict], trajectories: list[Trajectory] | None = None) -> dict:
+    """The summary row of a table of seeds (Table 2) as the paper quotes it: PL min is the
+    minimum over the seeds, PL median the median pooled over seeds and epochs of the stable
+    regime; every other statistic the mean over the runs where it is defined; params when all
+    runs share them."""
+    out = {key: nan_stat(np.mean, np.array([s.get(key, NAN) for s in summaries], dtype=float)) for key in MEAN_KEYS}
+    out["pl_min"] = nan_stat(np.min, np.array([s.get("pl_min", NAN) for s in summaries], dtype=float))
+    pooled = [stable_pl0(t, s) for t, s in zip(trajectories or [], summaries)]
+    out["pl_median"] = nan_stat(np.median, np.concatenate(pooled)) if pooled else NAN
     params = {s.get("params") for s in summaries}
     if len(params) == 1:
         out["params"] = params.pop()

@@ -131,12 +131,19 @@ class AnalysisSpec:
 
 @dataclass(frozen=True)
 class GuideSpec:
+    """The guide's text and the thresholds of the verdicts and live annotations (each defined
+    in docs/diagnostics.md). They are fixed before a run, never tuned to make a verdict pass."""
+
     text: str = key("", doc="what the experiment tests and what to watch, in words")
-    lambda_drop: float = key(0.5, within(0.0, 1.0), "annotate / verdict: λ_min fell by more than this fraction")
-    drift_jump: float = key(3.0, above(1), "annotate: drift grew more than this many-fold within drift_window probes")
-    drift_window: int = key(3, at_least(1), "probes over which a drift jump is judged")
-    r2_min: float = key(0.9, fraction(), "verdict: R² of log(L − L*) against the epoch for geometric decay")
-    saturation: float = key(0.5, fraction(), "verdict: the drift's growth in the last 20% of epochs, at most")
+    decay_margin: float = key(10.0, above(0), "verdict: BIC difference by which a decay model must win (10: very strong)")
+    sufficient_decrease: float = key(0.99, fraction(), "verdict: share of steps where L_t+1 <= L_t - (η/2)|∇L_t|² must hold")
+    kernel_change: float = key(0.5, above(0), "annotate / verdict: |K_t - K_0|₂ / |K_0|₂ at most (lazy training)")
+    lambda_drop: float = key(0.5, within(0.0, 1.0), "annotate / verdict: λ_min fell by more than this fraction of λ_0")
+    lambda_rise: float = key(0.5, above(0), "annotate / verdict: λ_min rose by more than this fraction of λ_0")
+    drift_jump: float = key(3.0, above(1), "annotate / verdict: the drift's speed rose above this multiple of its first step's")
+    saturation: float = key(0.2, fraction(), "verdict: share of the drift added in the last 20% of epochs, below (linear growth: 0.2)")
+    loss_spike: float = key(2.0, above(1), "annotate / verdict: the loss rose above this multiple of its running minimum")
+    doubling_tolerance: float = key(0.25, above(0), "verdict: λ_0 per doubling of width within [2/(1+tol), 2(1+tol)]")
 
 
 @dataclass(frozen=True)
@@ -408,6 +415,25 @@ def validate(raw: dict, where: str = "") -> Spec:
         validate(merge(strip_plan(raw), run), f"{where} [[runs]] #{i + 1}".strip())
     check_cross(spec, where)
     return spec
+
+
+def lenient(cls: type, values: Any) -> Any:
+    """A table from a record written by another version or tool: the keys this version knows
+    and accepts; anything else is left at its default."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in (values.items() if isinstance(values, dict) else ()):
+        if name not in fields:
+            continue
+        try:
+            typed = coerce(name, value, types[name], "")
+        except ConfigError:
+            continue
+        rule: Rule | None = fields[name].metadata.get("rule")
+        if rule is None or rule.check(typed):
+            kwargs[name] = typed
+    return cls(**kwargs)
 
 
 def strip_plan(raw: dict) -> dict:

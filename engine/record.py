@@ -23,7 +23,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from engine import analysis
 from engine.atomic import replace_atomically
 from engine.errors import ConfigError, LplrError
 from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
@@ -62,20 +61,16 @@ class Record:
 
     @property
     def label(self) -> str:
-        return self.run.get("label", "")
+        """The run's label; a record without one (another tool's) goes by its directory."""
+        return str(self.run.get("label", "") or (self.path.parent.name if self.path else ""))
 
-    def reanalyse(self) -> dict:
-        """The summary recomputed from the stored trajectory alone."""
-        stable = self.spec.get("analysis", {})
-        return analysis.summarize(
-            self.trajectory,
-            self.summary.get("params", 0),
-            stable.get("stable_from", 0.1),
-            stable.get("stable_to", 0.9),
-            final=self.state == "finished",
-            n_train=self.spec.get("data", {}).get("n_train", 0),
-            lr=self.spec.get("optim", {}).get("lr", float("nan")),
-        )
+    def reanalyse(self) -> tuple[dict, list[dict]]:
+        """(summary, verdicts) recomputed from the stored spec and trajectory with today's
+        analysis; what the record's own [summary] and [verdict] say is not consulted (but
+        params, which no trajectory holds)."""
+        from engine.judge import judge
+
+        return judge(self.trajectory, self.spec, int(self.summary.get("params", 0) or 0), self.state)
 
 
 # ---------------------------------------------------------------- files

@@ -20,7 +20,6 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from engine import analysis
 from engine.checkpoint import CHECKPOINT_NAME, Start, load_checkpoint, save_checkpoint
 from engine.config import Spec, plan_runs, validate
 from engine.data import Dataset, load_data
@@ -33,8 +32,8 @@ from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
 from engine.annotations import Annotator
 from engine.theory import advise
-from engine.verdicts import plan_verdicts, run_verdicts
-from engine.train import Outcome, train
+from engine.judge import judge, judge_plan, plan_entry
+from engine.train import Outcome, step_size, train
 from engine.trajectory import Trajectory
 
 
@@ -117,7 +116,7 @@ class Runner:
             raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
         if not (run_dir / CHECKPOINT_NAME).is_file():
             raise LplrError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
-        spec = validate(record.spec, str(record.path))
+        spec = validate(known_guide(record.spec), str(record.path))
         runner = cls(dataclasses.replace(spec, name=record.run.get("plan", spec.name)), run_dir.parent)
         runner.runs = [dataclasses.replace(runner.runs[0], label=record.label or runner.runs[0].label)]
         runner._resume = (run_dir, record)
@@ -196,7 +195,7 @@ class Runner:
                 if self.cancelled:
                     break
                 self._run_one(index, run)
-            verdicts = tuple(v.to_dict() for v in plan_verdicts(self._finished, self.spec.guide))
+            verdicts = tuple(judge_plan(self._finished, self.spec.to_dict()))
             final = PlanFinished(FINISHED, verdicts=verdicts)
             if self.cancelled:
                 final = PlanFinished(INTERRUPTED, "cancelled by the user", verdicts)
@@ -216,8 +215,7 @@ class Runner:
         model.to(device)
         params = count_params(model)
         self._trajectory = Trajectory.from_dict(prior.to_dict())
-        guide = spec.guide
-        self._annotator = Annotator(index, guide.lambda_drop, guide.drift_jump, guide.drift_window)
+        self._annotator = Annotator(index, spec.guide, lambda epoch: step_size(spec, epoch))
         self._emit(RunStarted(
             index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir or ""),
             resumed_from=start.epoch, trajectory=prior.to_dict(),
@@ -228,17 +226,9 @@ class Runner:
         except Exception as exc:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
-        final = outcome.state == FINISHED
-        summary = analysis.summarize(
-            self._trajectory, params, spec.analysis.stable_from, spec.analysis.stable_to,
-            final=final, n_train=data.n, lr=spec.optim.lr,
-        )
-        verdicts = [v.to_dict() for v in run_verdicts(self._trajectory, summary, final, spec.guide)]
-        if final:
-            self._finished.append({
-                "label": spec.label, "width": spec.model.width if spec.model.kind == "mlp" else spec.model.base_width,
-                "lr": spec.optim.lr, "seed": spec.train.seeds[0], "summary": summary, "verdicts": verdicts,
-            })
+        summary, verdicts = judge(self._trajectory, spec.to_dict(), params, outcome.state)
+        if outcome.state == FINISHED:
+            self._finished.append(plan_entry(spec.label, spec.to_dict(), summary, verdicts))
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
@@ -250,6 +240,16 @@ class Runner:
             return start, record.trajectory.before(start.epoch), run_dir
         run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
         return Start(), Trajectory(), run_dir
+
+
+def known_guide(raw: dict) -> dict:
+    """A record's spec with the [guide] keys of other versions dropped (thresholds renamed or
+    retired since), so an old run still resumes."""
+    from engine.config import GuideSpec
+
+    names = {f.name for f in dataclasses.fields(GuideSpec)}
+    guide = raw.get("guide", {})
+    return {**raw, "guide": {k: v for k, v in guide.items() if k in names}} if isinstance(guide, dict) else raw
 
 
 def where(exc: BaseException) -> str:

@@ -13,9 +13,11 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from engine.analysis import step_sizes
 from engine.checkpoint import Start
 from engine.config import Spec
 from engine.data import Dataset
@@ -58,9 +60,8 @@ def sgd_epoch(model: nn.Module, data: Dataset, optimiser: torch.optim.Optimizer,
 
 
 def step_size(spec: Spec, epoch: int) -> float:
-    if spec.optim.schedule == "cosine":
-        return spec.optim.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / spec.train.epochs))
-    return spec.optim.lr
+    """η at this epoch (the one schedule formula is analysis.step_sizes)."""
+    return float(step_sizes(np.array([epoch]), spec.optim.lr, spec.optim.schedule, spec.train.epochs)[0])
 
 
 MAX_PENDING = 100  # epochs a CUDA run holds on the device at most, when no probe is due sooner

@@ -9,19 +9,20 @@ from engine import analysis
 from engine.trajectory import Trajectory
 
 
-def test_geometric_decay_gives_its_rho_back():
+def test_the_proxy_view_gives_rho_back_on_exact_geometric_decay():
     epochs = np.arange(0, 500)
     loss = 0.3 + 2.0 * 0.987 ** epochs
     subopt = analysis.suboptimality(loss, 0.3)
-    assert analysis.contraction(epochs, subopt) == pytest.approx(0.987, rel=1e-9)
+    rho, r2 = analysis.contraction_proxy(epochs, subopt)
+    assert rho == pytest.approx(0.987, rel=1e-9) and r2 == pytest.approx(1.0)
 
 
-def test_contraction_ignores_nonpositive_and_nan_points():
+def test_the_proxy_view_ignores_nonpositive_and_nan_points():
     epochs = np.arange(10.0)
     subopt = 0.5 ** epochs
     subopt[3], subopt[7] = 0.0, np.nan
-    assert analysis.contraction(epochs, subopt) == pytest.approx(0.5, rel=1e-12)
-    assert math.isnan(analysis.contraction(epochs[:1], subopt[:1]))
+    assert analysis.contraction_proxy(epochs, subopt)[0] == pytest.approx(0.5, rel=1e-12)
+    assert math.isnan(analysis.contraction_proxy(epochs[:2], subopt[:2])[0])
 
 
 def test_pl_ratio_of_an_exact_quadratic_is_its_curvature():
@@ -52,12 +53,6 @@ def test_stable_regime_is_the_middle_of_the_epochs():
     assert mask.tolist() == [False, False, True, True, True, True] + [False] * 5
 
 
-def test_lower_envelope_is_the_running_minimum_skipping_nan():
-    env = analysis.lower_envelope(np.array([np.nan, 5.0, 7.0, np.nan, 2.0, 3.0]))
-    assert np.isnan(env[0])
-    assert env[1:].tolist() == [5.0, 5.0, 5.0, 2.0, 2.0]
-
-
 def test_ntk_drift_pct():
     assert analysis.ntk_drift_pct(1.62, 0.27) == pytest.approx(83.33, abs=0.01)
     assert math.isnan(analysis.ntk_drift_pct(0.0, 1.0))
@@ -86,5 +81,148 @@ def test_summary_of_a_constructed_run():
     assert s["ntk_drift_pct"] == pytest.approx(50.0)
     assert s["drift_final"] == pytest.approx(1.0)
     assert s["l_star_provisional"] is True
-    assert s["pl_min"] == pytest.approx(4.0 / (1 - 0.97**90), rel=1e-9)
-    assert s["contraction"] < 0.97  # the L* proxy bends the tail down: faster than ρ
+    # against the provisional proxy (the last loss) the ratio is 4 / (1 - ρ^(T-t)) ...
+    assert s["pl_min_proxy"] == pytest.approx(4.0 / (1 - 0.97**90), rel=1e-9)
+    assert s["contraction_proxy"] < 0.97  # ... and the proxy bends the tail down: faster than ρ
+    # against L* = 0 the envelope is min 2·4·ρ^t / (2(0.1 + ρ^t)), at the window's end
+    assert s["pl_min"] == pytest.approx(4.0 * 0.97**90 / (0.1 + 0.97**90), rel=1e-9)
+    # the decay model finds the true ρ and L* = 0.1, whatever the proxy says
+    assert s["decay_model"] == "geometric"
+    assert s["contraction"] == pytest.approx(0.97, rel=1e-6) and s["decay_l_star"] == pytest.approx(0.1, rel=1e-4)
+
+
+WINDOW = np.arange(300, 2701, dtype=float)
+NOISE = np.exp(0.03 * np.random.default_rng(0).standard_normal(WINDOW.size))
+
+
+@pytest.mark.parametrize("loss", [
+    0.5 * 0.997**WINDOW,
+    0.1 + 0.5 * 0.998**WINDOW,
+    0.5 * 0.997**WINDOW * NOISE,
+    0.05 + 0.5 * 0.998**WINDOW * NOISE,
+], ids=["exact", "exact with L*", "noisy", "noisy with L*"])
+def test_geometric_decay_is_recognised_with_and_without_noise(loss):
+    fit = analysis.decay_model(WINDOW, loss, margin=10.0)
+    assert fit["decay_model"] == "geometric", fit
+    assert fit["decay_delta_bic"] >= 10.0
+
+
+@pytest.mark.parametrize("loss,power", [(1 / WINDOW, 1.0), (1 / np.sqrt(WINDOW), 0.5), (1 / np.log(WINDOW), None), (0.01 + 5 / (WINDOW + 50), 1.0)],
+                         ids=["1/t", "1/sqrt(t)", "1/log(t)", "L* + 1/t"])
+def test_sublinear_decay_is_called_a_power_law(loss, power):
+    fit = analysis.decay_model(WINDOW, loss, margin=10.0)
+    assert fit["decay_model"] == "power-law", fit
+    if power is not None:
+        assert fit["decay_p"] == pytest.approx(power, rel=0.02)
+
+
+def test_the_margin_decides_and_too_few_points_decide_nothing():
+    loss = 0.5 * 0.997**WINDOW * NOISE
+    delta = analysis.decay_model(WINDOW, loss, margin=10.0)["decay_delta_bic"]
+    assert analysis.decay_model(WINDOW, loss, margin=delta + 1)["decay_model"] == "undecided"
+    assert analysis.decay_model(WINDOW[:5], loss[:5], margin=10.0)["decay_model"] == "undecided"
+    with_nan = loss.copy()
+    with_nan[::7] = np.nan
+    assert analysis.decay_model(WINDOW, with_nan, margin=10.0)["decay_model"] == "geometric"
+
+
+def quadratic_gd(eta_a: float, epochs: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GD on L(θ) = (a/2)θ² with a = 1: θ_t+1 = (1 − ηa)θ_t, ‖∇L‖² = a²θ², PL ratio₀ = a."""
+    theta = (1 - eta_a) ** np.arange(epochs + 1)
+    return np.arange(epochs + 1.0), 0.5 * theta**2, theta**2
+
+
+def test_sufficient_decrease_holds_exactly_when_the_step_is_inside_the_theorem():
+    for eta_a, expected in [(0.5, True), (1.0, True), (1.5, False), (1.9, False)]:
+        epochs, loss, grad_sq = quadratic_gd(eta_a)
+        steps = analysis.consecutive_steps(epochs)
+        holds = analysis.sufficient_decrease(loss, grad_sq, np.full(epochs.shape, eta_a), steps)
+        assert holds.all() == expected and holds.any() == expected, eta_a
+
+
+def test_pl_rate_and_how_much_of_the_speed_it_explains():
+    epochs, loss, grad_sq = quadratic_gd(0.3)
+    mu = analysis.nan_stat(np.min, analysis.pl_ratio(grad_sq, loss, 0.0))
+    assert mu == pytest.approx(1.0)
+    rho_pl = analysis.pl_rate(mu, 0.3)
+    observed = analysis.observed_rate(epochs, loss)
+    assert rho_pl == pytest.approx(0.7) and observed == pytest.approx(0.49)  # L contracts by (1 − ηa)²
+    assert analysis.explained(rho_pl, observed) == pytest.approx(0.5)
+    assert math.isnan(analysis.explained(1.2, observed)) and math.isnan(analysis.pl_rate(math.nan, 0.3))
+
+
+def test_summary_of_gd_on_a_quadratic_inside_and_outside_the_theorem():
+    for eta_a, decrease in [(0.3, 1.0), (1.5, 0.0)]:
+        t = Trajectory()
+        epochs, loss, grad_sq = quadratic_gd(eta_a, 100)
+        t.epoch, t.loss, t.grad_sq = list(epochs.astype(int)), list(loss), list(grad_sq)
+        s = analysis.summarize(t, 1, 0.1, 0.9, final=True, lr=eta_a)
+        assert s["sufficient_decrease_frac"] == decrease
+        assert (s["rho_observed"] <= s["rho_pl"]) == (decrease == 1.0)
+        sgd = analysis.summarize(t, 1, 0.1, 0.9, final=True, lr=eta_a, gd=False)
+        assert math.isnan(sgd["sufficient_decrease_frac"]) and math.isnan(sgd["rho_pl"])
+
+
+def test_step_class_boundaries():
+    assert [analysis.step_class(x) for x in (0.2, 1.0, 1.0001, 1.99, 2.0, 5.0)] == [
+        analysis.INSIDE, analysis.INSIDE, analysis.OUTSIDE, analysis.OUTSIDE, analysis.UNSTABLE, analysis.UNSTABLE]
+    assert analysis.step_class(math.nan) == "unknown"
+
+
+def test_step_sizes_follow_the_schedule():
+    epochs = np.array([0, 50, 100])
+    assert analysis.step_sizes(epochs, 0.1).tolist() == [0.1, 0.1, 0.1]
+    np.testing.assert_allclose(analysis.step_sizes(epochs, 0.1, "cosine", 100), [0.1, 0.05, 0.0], atol=1e-15)
+
+
+def test_eta_beta_along_the_run_names_the_crossings():
+    t = constructed()
+    t.theory_epoch, t.sharpness = [0, 50, 100], [800.0, 1500.0, 2100.0]
+    s = analysis.summarize(t, 1, 0.1, 0.9, final=True, lr=1e-3)
+    assert s["eta_beta_0"] == pytest.approx(0.8) and s["eta_beta_max"] == pytest.approx(2.1)
+    assert (s["eta_beta_above_1"], s["eta_beta_above_2"], s["eta_beta_max_epoch"]) == (50.0, 100.0, 100.0)
+    assert (s["step_class_0"], s["step_class_max"]) == (analysis.INSIDE, analysis.UNSTABLE)
+
+
+def test_drift_speedup_sees_a_catapult_from_theta_0():
+    epochs = np.array([0, 1, 2, 3, 5, 7, 10, 20, 30])
+    settling = 0.3 * (1 - np.exp(-epochs / 20))
+    assert analysis.drift_speedup(epochs, settling) == pytest.approx(1.0)
+    catapult = np.array([0, 0.01, 0.03, 0.09, 0.5, 0.9, 1.0, 1.05, 1.07])
+    assert analysis.drift_speedup(epochs, catapult) == pytest.approx(0.205 / 0.01)
+    assert math.isnan(analysis.drift_speedup(epochs[:2], catapult[:2]))
+
+
+def test_loss_spike_is_the_largest_rise_over_the_running_minimum():
+    assert analysis.loss_spike(np.array([5.0, 4.0, 3.0, 2.0])) == 1.0
+    assert analysis.loss_spike(np.array([5.6, 4.0, 124.0, 3.0, 2.0])) == pytest.approx(31.0)
+    assert math.isnan(analysis.loss_spike(np.array([np.nan])))
+
+
+def local(lam, top, change):
+    return analysis.local_regime({"probe_epoch": np.arange(len(lam)) * 10.0, "ntk_lambda_min": np.array(lam, float),
+                                  "ntk_lambda_max": np.array(top, float), "ntk_change": np.array(change, float)})
+
+
+def test_local_regime_measures_both_directions_and_the_weyl_certificate():
+    quiet = local([1.0, 0.9, 1.1], [100.0, 100, 100], [0.0, 0.2, 0.4])
+    assert quiet["kernel_change_rel_max"] == pytest.approx(0.004)
+    assert quiet["lambda_rise_pct"] == pytest.approx(10) and quiet["lambda_fall_pct"] == pytest.approx(10)
+    assert quiet["weyl_min"] == pytest.approx(0.6) and math.isnan(quiet["weyl_negative_epoch"])
+    tripled = local([1.0, 2.0, 3.0], [100.0, 200, 300], [0.0, 100, 200])  # K_t = t·K_0
+    assert tripled["kernel_change_rel_max"] == pytest.approx(2.0) and tripled["lambda_rise_pct"] == pytest.approx(200)
+    assert tripled["lambda_fall_pct"] == 0 and tripled["weyl_min"] == pytest.approx(-199)
+    assert tripled["weyl_negative_epoch"] == 10.0 and tripled["weyl_min_epoch"] == 20.0
+
+
+def test_table2_mean_row_takes_the_minimum_envelope_and_the_pooled_median():
+    runs = []
+    for scale in (1.0, 2.0, 4.0):
+        t = constructed()
+        t.grad_sq = [g * scale for g in t.grad_sq]
+        runs.append((analysis.summarize(t, 7, 0.1, 0.9, final=True), t))
+    mean = analysis.mean_summary([s for s, _ in runs], [t for _, t in runs])
+    assert mean["pl_min"] == min(s["pl_min"] for s, _ in runs)
+    pooled = np.concatenate([analysis.stable_pl0(t, s) for s, t in runs])
+    assert mean["pl_median"] == pytest.approx(np.median(pooled)) and mean["params"] == 7
+    assert mean["pl_median"] != pytest.approx(np.mean([s["pl_median"] for s, _ in runs]))

@@ -69,7 +69,7 @@ def test_two_epochs_of_the_preset_write_three_records_and_table_2(cifar_root, tm
             "--set", "data.n_train=20", "--set", "train.epochs=2", "--set", "probes.ntk_subset=4", "--device", "cpu"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "Table 2" in result.stdout and "mean of 3" in result.stdout
+    assert "Table 2" in result.stdout and "all 3: PL min the minimum, PL median pooled" in result.stdout
     records = [read_record(p) for p in find_records([tmp_path / "results"])]
     assert [r.label for r in records] == [f"resnet-gn w=16 η=0.05 seed={s}" for s in range(3)]
     for record in records:

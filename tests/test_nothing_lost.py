@@ -197,10 +197,10 @@ def test_an_exploding_loss_is_diverged_and_the_table_says_so(make_spec, tmp_path
     from lplr_tui.tables import columns_for, row_cells, row_values
 
     record = read_record(find_records([tmp_path])[0])
-    row = (record.label, record.spec, record.summary, record.state)
+    row = (record.label, record.spec, record.summary, record.state, record.trajectory)
     columns = columns_for([row])
     cells = dict(zip([c[1] for c in columns], row_cells(row_values(*row), columns)))
-    assert cells["l_star"] == cells["pl_min"] == cells["contraction"] == "diverged"
+    assert cells["decay"] == cells["pl_min"] == cells["contraction"] == "diverged"
     assert cells["params"] == "150,145" and cells["state"] == "diverged"
 
 

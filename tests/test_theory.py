@@ -60,10 +60,13 @@ def test_advise_flags_exactly_the_boundary_run_of_the_ablation(data_root):
     result = CliRunner().invoke(app, ["advise", "--preset", "ablation", "--data-dir", data_root, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 5
-    flagged = [line.split()[0] + " " + line.split()[1] for line in lines if "UNSTABLE" in line]
-    assert flagged == ["m=1024 η=1e-3"]
-    assert all("largest stable step 2/λ_max" in line for line in lines)
+    assert lines[0].split() == ["run", "η", "β", "1/β", "2/β", "at", "initialisation"] and len(lines) == 7
+    classes = {line.split("  ")[0]: line.rsplit("  ", 1)[1].strip() for line in lines[1:6]}
+    assert classes == {
+        "m=128 η=1e-3": "inside the theorem", "m=256 η=1e-3": "inside the theorem",
+        "m=512 η=1e-3": "stable, outside the theorem", "m=1024 η=1e-3": "unstable", "m=1024 η=2.5e-4": "inside the theorem",
+    }
+    assert max(len(line) for line in lines[:6]) <= 78
 
 
 def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tmp_path):
@@ -77,8 +80,9 @@ def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tm
     assert t.sharpness[0] == pytest.approx(t.ntk_full_lambda_max[0] / 300, rel=0.05)
     s = record.summary
     assert s["pl_bound_holds_frac"] == 1.0
-    assert s["eos_ratio_max"] == pytest.approx(1e-3 * s["sharpness_max"] / 2)
+    assert s["eta_beta_max"] == pytest.approx(1e-3 * s["sharpness_max"]) and s["eta_beta_0"] == pytest.approx(1e-3 * t.sharpness[0])
     assert s["lipschitz_K"] > 0 and s["compat_margin"] == pytest.approx(s["lambda_0"] - s["lipschitz_K"] * s["drift_max"])
     assert t.ntk_change[0] == 0.0 and all(c > 0 for c in t.ntk_change[1:])
     finished = next(e for e in events if isinstance(e, RunFinished))
-    assert record.reanalyse().keys() == finished.summary.keys()
+    summary, verdicts = record.reanalyse()
+    assert summary.keys() == finished.summary.keys() and [v["name"] for v in verdicts] == [v["name"] for v in finished.verdicts]
