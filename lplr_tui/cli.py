@@ -20,7 +20,8 @@ from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
 from lplr_tui.export import export_plan
-from lplr_tui.tables import advice_lines, has_theory, record_verdicts, rows_of, summary_table, theory_table, verdict_lines
+from engine.judge import judge_plan, plan_entry
+from lplr_tui.tables import advice_lines, record_verdicts, rows_of, summary_table, theory_table, verdict_lines
 
 app = typer.Typer(
     add_completion=False,
@@ -117,8 +118,8 @@ def run(
 def print_tables(records: list, title: str) -> None:
     rows = rows_of(records)
     out.print(summary_table(title, rows))
-    if has_theory(rows):
-        out.print(theory_table(title, rows))
+    for table in theory_table(title, rows):
+        out.print(table)
 
 
 def print_verdicts(records: list, plan: list) -> None:
@@ -191,7 +192,8 @@ def advise(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N"'),
 ) -> None:
-    """The largest stable step 2/λ_max(∇²L) of each run at initialisation; UNSTABLE where η exceeds it."""
+    """Each run's step size against β = λ_max(∇²L) at initialisation: inside the theorem
+    (η ≤ 1/β), stable but outside it (η < 2/β), or unstable."""
     runner = Runner(load_spec(preset, spec_values(overrides, data_dir, device)))
     runner.preflight()  # the same checks and data as a run
     for line in advice_lines(runner.advise()):
@@ -216,11 +218,31 @@ def presets() -> None:
 def summary(
     paths: List[Path] = typer.Argument(..., help="record.toml files, run directories or results directories"),
 ) -> None:
-    """Read records back and print their summary rows (Table 1)."""
+    """Read records back, recompute their summaries and verdicts from the trajectories with
+    today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
+    verdicts per run and across each plan)."""
     records = [read_record(p) for p in find_records(paths)]
     if not records:
         raise LplrError(f"no records under {', '.join(map(str, paths))}")
-    print_tables(records, "summary")
+    for record in records:  # the stored [summary] and [verdict] may come from an older version
+        summary, verdicts = record.reanalyse()
+        record.summary = summary
+        record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts}
+    print_tables(records, "summary (recomputed from the trajectories)")
+    print_verdicts(records, plan_verdicts_of(records))
+
+
+def plan_verdicts_of(records: list) -> list[dict]:
+    """The cross-run verdicts of each plan among the records (finished runs only)."""
+    plans: dict[str, list] = {}
+    for record in records:
+        plans.setdefault(record.run.get("plan", ""), []).append(record)
+    out = []
+    for members in plans.values():
+        finished = [r for r in members if r.state == "finished"]
+        entries = [plan_entry(r.label, r.spec, r.summary, record_verdicts(r)) for r in finished]
+        out += judge_plan(entries, finished[0].spec) if entries else []
+    return out
 
 
 def main() -> None:

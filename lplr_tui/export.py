@@ -8,19 +8,21 @@ from pathlib import Path
 from rich.console import Console
 
 from engine.record import RECORD_NAME, write_plan_summary
-from lplr_tui.tables import Row, plan_mean, summary_table
+from lplr_tui.tables import Row, plan_mean, summary_table, theory_table
 
 
 def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[str], verdicts: list | None = None) -> list[Path]:
     """Writes <time>-<plan>-summary.toml and .txt; returns their paths."""
     runs = [
         {"label": label, "state": state, "record": str(Path(run_dir) / RECORD_NAME), "summary": summary}
-        for (label, _, summary, state), run_dir in zip(rows, run_dirs)
+        for (label, _, summary, state, _), run_dir in zip(rows, run_dirs)
     ]
     mean = plan_mean(rows)
     path = write_plan_summary(results_dir, plan, runs, mean[0] if mean else None, verdicts or [])
     console = Console(record=True, width=160, file=io.StringIO())
     console.print(summary_table(plan, rows))
+    for table in theory_table(plan, rows):
+        console.print(table)
     text = path.with_suffix(".txt")
     text.write_text(console.export_text(), encoding="utf-8")
     return [path, text]

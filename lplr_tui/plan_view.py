@@ -45,8 +45,9 @@ class RunView:
         return self.state == FINISHED
 
     def series(self) -> dict:
-        n_train = self.spec.get("data", {}).get("n_train", 0)
-        return live_series(self.trajectory, self.final, n_train, self.spec.get("optim", {}).get("lr", float("nan")))
+        optim = self.spec.get("optim", {})
+        return live_series(self.trajectory, self.final, self.spec.get("data", {}).get("n_train", 0), optim.get("lr", float("nan")),
+                           optim.get("schedule", "constant"), self.spec.get("train", {}).get("epochs", 0))
 
 
 class PlanView:

@@ -12,7 +12,7 @@ from engine.analysis import mean_summary
 from engine.config import short_float
 from engine.record import Record
 
-Row = tuple[str, dict, dict, str]  # label, spec, summary, state
+Row = tuple[str, dict, dict, str, object]  # label, spec, summary, state, trajectory
 
 # (header, where the value lives, format)
 TABLE1 = [
@@ -23,43 +23,66 @@ TABLE1 = [
     ("λ_T", "lambda_T", ".4g"),
     ("NTK\ndrift %", "ntk_drift_pct", ".1f"),
     ("final\ndrift", "drift_final", ".3g"),
-    ("L*", "l_star", ".4g"),
-    ("PL\nmin", "pl_min", ".4g"),
+    ("PL min\nμ̂", "pl_min", ".4g"),
+    ("decay", "decay", "s"),
     ("ρ", "contraction", ".5f"),
     ("state", "state", "s"),
 ]
 TABLE2 = [
     ("run", "label", "s"),
     ("params", "params", ","),
-    ("PL\nmin", "pl_min", ".4g"),
+    ("PL min\nμ̂", "pl_min", ".4g"),
     ("PL\nmedian", "pl_median", ".4g"),
     ("final\ndrift", "drift_final", ".4g"),
-    ("L*", "l_star", ".4g"),
+    ("decay", "decay", "s"),
     ("λ_0", "lambda_0", ".4g"),
     ("λ_T", "lambda_T", ".4g"),
     ("state", "state", "s"),
 ]
 THEORY_COLUMNS = [
     ("run", "label", "s"),
-    ("λ_max(∇²L)\nmax", "sharpness_max", ".4g"),
-    ("η·λ_max/2\nmax", "eos_ratio_max", ".3f"),
-    ("PL bound\nholds", "pl_bound_holds_frac", ".0%"),
-    ("L̂_K", "lipschitz_K", ".4g"),
-    ("R", "drift_max", ".3g"),
+    ("η·β\ninit", "eta_beta_0", ".3g"),
+    ("η·β\nmax", "eta_beta_max", ".3g"),
+    ("step size (at max η·β)", "step_class_max", "s"),
+    ("ρ_PL", "rho_pl", ".6f"),
+    ("ρ\nobserved", "rho_observed", ".6f"),
+    ("PL\nexplains", "pl_explains", ".1%"),
+    ("suff.\ndecrease", "sufficient_decrease_frac", ".1%"),
     ("margin\nλ_0 − L̂_K·R", "compat_margin", ".4g"),
-    ("μ", "pl_mu", ".3g"),
+    ("μ on S", "pl_mu", ".3g"),
 ]
 THEORY_CAPTION = (
-    "The theorems' hypotheses: sharpness λ_max(∇²L) (GD is stable while η·λ_max/2 < 1); the share "
-    "of theory probes where PL ratio ≥ (λ_min(K_N)/N)·L/(L − L*); L̂_K = max ‖K_t − K_0‖₂/‖θ_t − θ_0‖ "
-    "on the NTK subset; R = max drift; μ = margin/N when the margin is positive."
+    "η·β with β = λ_max(∇²L): ≤ 1 inside the theorem, < 2 stable but outside it, ≥ 2 unstable. "
+    "ρ_PL = 1 − η·μ̂ is the rate the PL envelope μ̂ guarantees while η ≤ 1/β; ρ observed is the "
+    "loss's mean contraction per epoch against L* = 0 on the stable regime; PL explains = "
+    "log ρ_PL / log ρ observed. Sufficient decrease: share of steps with L_t+1 ≤ L_t − (η/2)‖∇L_t‖². "
+    "margin: λ_0 − L̂_K·R with L̂_K = max ‖K_t − K_0‖₂/‖θ_t − θ_0‖ and R = max drift; μ on S = "
+    "margin/n, vacuous when the margin is ≤ 0."
+)
+LOCAL_COLUMNS = [
+    ("run", "label", "s"),
+    ("‖K_t − K_0‖₂\n/‖K_0‖₂ max", "kernel_change_rel_max", ".3g"),
+    ("λ_min\nrise %", "lambda_rise_pct", ".0f"),
+    ("λ_min\nfall %", "lambda_fall_pct", ".0f"),
+    ("Weyl\nmin", "weyl_min", ".4g"),
+    ("at\nepoch", "weyl_min_epoch", ".0f"),
+    ("drift\nspeed-up", "drift_speedup", ".2f"),
+    ("loss\nspike", "loss_spike", ".3g"),
+    ("loss rises\n(steps)", "loss_rise_frac", ".1%"),
+]
+LOCAL_CAPTION = (
+    "The local regime, at every probe: the kernel's change relative to ‖K_0‖₂ (lazy training: "
+    "small); λ_min's largest rise and fall against λ_0; the Weyl certificate λ_0 − ‖K_t − K_0‖₂ "
+    "(≤ 0: the guarantee is vacuous); the drift's fastest speed as a multiple of its first step's; "
+    "the loss's largest rise over its running minimum, and the share of steps where it rose."
 )
 CAPTION = (
     "λ: NTK λ_min on the probe subset at the first and last probe; drift: final ‖θ_T − θ_0‖; "
-    "L*: terminal-loss proxy; PL statistics{rho} on the stable regime{regime}."
+    "on the stable regime{regime}: μ̂, the PL ratio's lower envelope against L* = 0, and the decay "
+    "(geometric, power-law or undecided by BIC){rho}. The terminal-loss proxy is not used here."
 )
-# a run that diverged or failed has no meaningful L*, so nothing computed from L* is shown
-FROM_L_STAR = ("l_star", "pl_min", "pl_median", "contraction")
+# a run that diverged or failed has no meaningful decay or envelope
+FROM_L_STAR = ("pl_min", "pl_median", "contraction", "decay")
 
 
 def cell(value: object, fmt: str) -> str:
@@ -70,8 +93,17 @@ def cell(value: object, fmt: str) -> str:
     return format(value, fmt)
 
 
-def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
-    values = {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state}
+def decay_cell(summary: dict) -> str:
+    model = summary.get("decay_model", "")
+    if model == "power-law" and isinstance(summary.get("decay_p"), float) and math.isfinite(summary["decay_p"]):
+        return f"power-law p={summary['decay_p']:.2g}"
+    return model
+
+
+def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: object = None) -> dict:
+    values = {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state, "decay": decay_cell(summary)}
+    if isinstance(summary.get("compat_margin"), float) and summary["compat_margin"] <= 0:
+        values["pl_mu"] = "vacuous"
     if state in ("diverged", "failed"):
         values.update({key: state for key in FROM_L_STAR})
     elif summary.get("l_star_provisional") and state != "running":
@@ -81,13 +113,13 @@ def row_values(label: str, spec: dict, summary: dict, state: str) -> dict:
 
 def is_table2(rows: list[Row]) -> bool:
     """The CNN runs are reported per seed (paper's Table 2); everything else as Table 1."""
-    return bool(rows) and all(spec.get("model", {}).get("kind") == "resnet-gn" for _, spec, _, _ in rows)
+    return bool(rows) and all(row[1].get("model", {}).get("kind") == "resnet-gn" for row in rows)
 
 
 def columns_for(rows: list[Row]) -> list[tuple[str, str, str]]:
     """The table's columns; the state column earns its place only when some run did not finish."""
     columns = TABLE2 if is_table2(rows) else TABLE1
-    return [c for c in columns if c[1] != "state" or any(state != "finished" for *_, state in rows)]
+    return [c for c in columns if c[1] != "state" or any(row[3] != "finished" for row in rows)]
 
 
 def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
@@ -95,8 +127,8 @@ def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
 
 
 def rows_of(runs: list) -> list[Row]:
-    """The table rows of records or of the app's run views (both have these four fields)."""
-    return [(r.label, r.spec, r.summary, r.state) for r in runs]
+    """The table rows of records or of the app's run views (both have these five fields)."""
+    return [(r.label, r.spec, r.summary, r.state, r.trajectory) for r in runs]
 
 
 def plan_mean(rows: list[Row]) -> tuple[dict, int] | None:
@@ -104,8 +136,8 @@ def plan_mean(rows: list[Row]) -> tuple[dict, int] | None:
     for Table 1."""
     if not is_table2(rows):
         return None
-    finished = [summary for _, _, summary, state in rows if state == "finished"]
-    return mean_summary(finished), len(finished)
+    finished = [(summary, trajectory) for _, _, summary, state, trajectory in rows if state == "finished"]
+    return mean_summary([f[0] for f in finished], [f[1] for f in finished]), len(finished)
 
 
 def table_rows(rows: list[Row]) -> list[list[str]]:
@@ -114,7 +146,8 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
     cells = [row_cells(row_values(*row), columns) for row in rows]
     if (mean := plan_mean(rows)) is not None:
         summary, count = mean
-        cells.append(row_cells({**summary, "label": f"mean of {count}", "state": ""}, columns))
+        label = f"all {count}: PL min the minimum, PL median pooled, the rest the mean"
+        cells.append(row_cells({**summary, "label": label, "state": ""}, columns))
     return cells
 
 
@@ -131,8 +164,8 @@ def rich_table(title: str, caption: str, columns: list[tuple[str, str, str]]) ->
 
 
 def table_caption(rows: list[Row]) -> str:
-    rho = "" if is_table2(rows) else " and ρ (contraction per epoch)"
-    return CAPTION.format(rho=rho, regime=regimes([s for _, _, s, _ in rows]))
+    rho = "" if is_table2(rows) else "; ρ: the geometric fit's contraction per epoch"
+    return CAPTION.format(rho=rho, regime=regimes([row[2] for row in rows]))
 
 
 def summary_table(title: str, rows: list[Row]) -> Table:
@@ -149,30 +182,63 @@ def regimes(summaries: list[dict]) -> str:
     return (" (epochs " + ", ".join(f"{a}–{b}" for a, b in sorted(windows)) + ")") if windows else ""
 
 
+def measured(rows: list[Row], columns: list[tuple[str, str, str]]) -> bool:
+    """Whether any run has a finite value in any of the columns (besides the label)."""
+    return any(isinstance(row[2].get(key), float) and math.isfinite(row[2][key]) for row in rows for _, key, _ in columns[1:])
+
+
 def has_theory(rows: list[Row]) -> bool:
-    keys = ("sharpness_max", "lipschitz_K")
-    return any(isinstance(summary.get(k), float) and math.isfinite(summary[k]) for _, _, summary, _ in rows for k in keys)
+    return measured(rows, THEORY_COLUMNS)
+
+
+def column_cells(rows: list[Row], columns: list[tuple[str, str, str]]) -> list[list[str]]:
+    return [row_cells(row_values(*row), columns) for row in rows]
 
 
 def theory_cells(rows: list[Row]) -> list[list[str]]:
-    return [row_cells({**summary, "label": label}, THEORY_COLUMNS) for label, _, summary, _ in rows]
+    return column_cells(rows, THEORY_COLUMNS)
 
 
-def theory_table(title: str, rows: list[Row]) -> Table:
-    table = rich_table(f"{title} (the theorems' hypotheses)", THEORY_CAPTION, THEORY_COLUMNS)
-    for cells in theory_cells(rows):
-        table.add_row(*cells)
-    return table
+def extra_tables(rows: list[Row]) -> list[tuple[str, str, list, list[list[str]]]]:
+    """(title, caption, columns, cells) of the theory and local-regime tables, where measured."""
+    out = []
+    for title, caption, columns in (("the theorems' hypotheses", THEORY_CAPTION, THEORY_COLUMNS), ("the local regime", LOCAL_CAPTION, LOCAL_COLUMNS)):
+        if measured(rows, columns):
+            out.append((title, caption, columns, column_cells(rows, columns)))
+    return out
+
+
+def theory_table(title: str, rows: list[Row]) -> list[Table]:
+    tables = []
+    for name, caption, columns, cells in extra_tables(rows):
+        table = rich_table(f"{title} ({name})", caption, columns)
+        for row in cells:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def two_digits(x: float) -> str:
+    return short_float(float(f"{x:.2g}")) if math.isfinite(x) else "—"
+
+
+def advice_rows(advice: list) -> list[list[str]]:
+    """Per run: label, η, β = λ_max(∇²L) at θ_0, 1/β, 2/β and the step-size class."""
+    return [[a.label, short_float(a.lr), f"{a.sharpness:.4g}", two_digits(1 / a.sharpness) if a.sharpness > 0 else "—",
+             two_digits(a.max_stable_lr), a.step_class] for a in advice]
+
+
+ADVICE_HEADERS = ["run", "η", "β", "1/β", "2/β", "at initialisation"]
 
 
 def advice_lines(advice: list) -> list[str]:
-    """One line per run of `engine.theory.Advice`; UNSTABLE where η > 2/λ_max(∇²L)."""
-    width = max(len(a.label) for a in advice)
-    return [
-        f"{a.label:<{width}}  η = {short_float(a.lr):<7} λ_max(∇²L) = {a.sharpness:<8.4g} λ_max(K_N)/N = {a.gauss_newton:<8.4g} "
-        f"largest stable step 2/λ_max = {a.max_stable_lr:.2e}  {'UNSTABLE' if a.unstable else 'stable'}"
-        for a in advice
-    ]
+    """A plain table of the step-size advice, one line per run, within 80 columns for the
+    usual labels; the class says whether η is inside the theorem (η ≤ 1/β), stable but
+    outside it (1/β < η < 2/β) or unstable (η ≥ 2/β)."""
+    rows = [ADVICE_HEADERS] + advice_rows(advice)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(ADVICE_HEADERS))]
+    lines = ["  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β."]
 
 
 def verdict_lines(runs: list[tuple[str, list]], plan: list) -> list[str]:

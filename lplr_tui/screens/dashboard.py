@@ -24,15 +24,15 @@ REDRAW_EVERY = 0.25  # seconds: charts redraw at most 4 times a second
 CHARTS = [
     ("chart-lambda", "λ_min (NTK subset)", False, ("probe_epoch", "ntk_lambda_min")),
     ("chart-drift", "drift ‖θ_t − θ_0‖", False, ("probe_epoch", "drift")),
-    ("chart-pl", "PL ratio (log)", True, ("epoch", "pl_ratio")),
+    ("chart-pl", "PL ratio, L* = 0 (log)", True, ("epoch", "pl_ratio0")),
     ("chart-subopt", "L − L*", True, ("epoch", "subopt")),
 ]
 # the theory view (key x) draws these in two of the charts' places:
 # chart id -> (title, [(x key, y key, what the series is)], horizontal levels)
 THEORY = {
-    "chart-lambda": ("edge of stability η·λ_max(∇²L)/2 (line: 1)", [("theory_epoch", "eos_ratio", "")], [1.0]),
+    "chart-lambda": ("step size η·β, β = λ_max(∇²L) (lines: 1 theorem, 2 stability edge)", [("theory_epoch", "eta_beta", "")], [1.0, 2.0]),
     "chart-pl": (
-        "PL ratio and its bound λ_min(K_N)/N·L/(L−L*) (log)",
+        "PL ratio (L* = 0) and its bound λ_min(K_N)/N (log)",
         [("theory_epoch", "pl_ratio_theory", "ratio"), ("theory_epoch", "pl_bound", "bound")],
         [],
     ),

@@ -109,7 +109,7 @@ class PickerScreen(Screen):
                     yield Static("", id=field_id(key) + "-error", classes="field-error")
                 yield Static("", id="form-error", classes="field-error")
                 yield Button("Start  (s)", id="start", variant="primary")
-                yield Static("[dim]a: the largest stable step of each run, at initialisation[/dim]", id="advice")
+                yield Static("[dim]a: each run's step size against 1/β and 2/β at initialisation[/dim]", id="advice")
                 yield Static("", id="guide")
         yield Footer()
 
@@ -182,7 +182,8 @@ class PickerScreen(Screen):
             runner = Runner(spec)
             runner.preflight()
             text = Text("\n".join(advice_lines(runner.advise())))
-            text.highlight_words(["UNSTABLE"], "bold red")
+            text.highlight_words(["unstable"], "bold red")
+            text.highlight_words(["stable, outside the theorem"], "yellow")
         except LplrError as exc:
             text = Text(str(exc), style="red")
         self.app.call_from_thread(self.query_one("#advice", Static).update, text)

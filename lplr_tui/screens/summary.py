@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from lplr_tui.plan_view import PlanView
-from lplr_tui.tables import THEORY_CAPTION, THEORY_COLUMNS, columns_for, has_theory, is_table2, rows_of, table_caption, table_rows, theory_cells, verdict_lines
+from lplr_tui.tables import columns_for, extra_tables, is_table2, rows_of, table_caption, table_rows, verdict_lines
 
 
 class SummaryScreen(Screen):
@@ -27,20 +27,22 @@ class SummaryScreen(Screen):
     def compose(self) -> ComposeResult:
         self.rows = rows_of(self.plan.runs)
         yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
-        with VerticalScroll():
+        with VerticalScroll(id="summary-pane"):
             yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
             yield Static(Text(table_caption(self.rows)), id="summary-caption")
-            if has_theory(self.rows):
-                yield DataTable(id="theory", zebra_stripes=True, cursor_type="row")
-                yield Static(Text(THEORY_CAPTION), id="theory-caption")
+            self.extra = extra_tables(self.rows)  # the theory and local-regime tables, where measured
+            for i, (title, caption, _, _) in enumerate(self.extra):
+                yield Static(Text(title), classes="extra-title")
+                yield DataTable(id=f"extra-{i}", zebra_stripes=True, cursor_type="row")
+                yield Static(Text(caption), classes="extra-caption")
             lines = verdict_lines([(r.label, r.verdicts) for r in self.plan.runs], self.plan.verdicts)
             yield Static(Text("verdicts\n" + "\n".join(lines) if lines else "verdicts: after the runs end"), id="verdicts")
         yield Footer()
 
     def on_mount(self) -> None:
         fill(self.query_one("#summary", DataTable), columns_for(self.rows), table_rows(self.rows))
-        if has_theory(self.rows):
-            fill(self.query_one("#theory", DataTable), THEORY_COLUMNS, theory_cells(self.rows))
+        for i, (_, _, columns, cells) in enumerate(self.extra):
+            fill(self.query_one(f"#extra-{i}", DataTable), columns, cells)
 
 
 def fill(table: DataTable, columns: list, rows: list[list[str]]) -> None:
