@@ -310,6 +310,26 @@ def drift_speedup(epochs: np.ndarray, drift: np.ndarray) -> float:
     return float(np.nanmax(speed) / speed[0])
 
 
+def at_epochs(a: dict[str, np.ndarray], name: str, epochs: np.ndarray) -> np.ndarray:
+    """The epoch series `name` (loss, grad_sq) at the given epochs; NaN where not measured."""
+    index = {int(e): i for i, e in enumerate(a["epoch"])}
+    rows = np.array([index.get(int(e), -1) for e in epochs], dtype=int)
+    values = a[name][np.maximum(rows, 0)] if a[name].size else np.full(rows.shape, NAN)
+    return np.where(rows >= 0, values, NAN)
+
+
+def drift_uphill(drift: np.ndarray, loss: np.ndarray) -> float:
+    """The share of the drift travelled while the loss rose: Σ max(d_k − d_{k−1}, 0) over the
+    probe intervals where L(e_k) > L(e_{k−1}), over the largest drift. Gradient descent moves
+    downhill (≈ 0); a catapult travels most of its distance while the loss spikes (≈ 1)."""
+    ok = np.isfinite(drift) & np.isfinite(loss)
+    d, l = drift[ok], loss[ok]
+    if d.size < 2 or not d.max() > 0:
+        return NAN
+    rose = np.diff(l) > 0
+    return float(np.maximum(np.diff(d), 0.0)[rose].sum() / d.max())
+
+
 def late_growth(epochs: np.ndarray, drift: np.ndarray) -> float:
     """Drift growth over the last 20% of the probes' epochs, as a fraction of its total."""
     ok = np.isfinite(drift)
@@ -403,6 +423,7 @@ def summarize(
         "loss_rise_frac": float(rises.mean()) if gd and rises.size else NAN,
         "loss_spike": loss_spike(loss),
         "drift_speedup": drift_speedup(a["probe_epoch"], a["drift"]),
+        "drift_uphill": drift_uphill(a["drift"], at_epochs(a, "loss", a["probe_epoch"])),
         "drift_late_growth": late_growth(a["probe_epoch"], a["drift"]),
         **local_regime(a),
         "stable_from": window[0],
@@ -414,12 +435,7 @@ def summarize(
 def pl_bound(a: dict[str, np.ndarray], l_star: float, n_train: int) -> tuple[np.ndarray, np.ndarray]:
     """At the theory epochs of the trajectory's arrays `a`: (the PL ratio, its lower bound
     (λ_min(K_N)/N) · L/(L − L*))."""
-    index = {int(e): i for i, e in enumerate(a["epoch"])}
-    rows = [index.get(int(e), -1) for e in a["theory_epoch"]]
-    known = np.array([r >= 0 for r in rows], dtype=bool)
-    take = np.array([max(r, 0) for r in rows], dtype=int)
-    loss = np.where(known, a["loss"][take] if a["loss"].size else NAN, NAN)
-    grad_sq = np.where(known, a["grad_sq"][take] if a["grad_sq"].size else NAN, NAN)
+    loss, grad_sq = at_epochs(a, "loss", a["theory_epoch"]), at_epochs(a, "grad_sq", a["theory_epoch"])
     ratio = pl_ratio(grad_sq, loss, l_star)
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = a["ntk_full_lambda_min"] / max(n_train, 1) * loss / (loss - l_star)
@@ -488,7 +504,8 @@ def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN
         "drift": a["drift"],
         "ntk_lambda_min": a["ntk_lambda_min"],
         "theory_epoch": a["theory_epoch"],
-        "eta_beta": eta_beta(a, lr, schedule, total),
+        "eta_beta": (eb := eta_beta(a, lr, schedule, total)),
+        "step_class_now": step_class(last(eb)),
         "pl_ratio_theory": ratio_at_theory,
         "pl_bound": bound,
     }

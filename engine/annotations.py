@@ -9,6 +9,7 @@ An Annotator follows one run's measurements and returns Annotation events (kinds
   kernel_moved        ‖K_t − K_0‖₂ > `kernel_change` · ‖K_0‖₂ (once)
   weyl_negative       λ_0 − ‖K_t − K_0‖₂ ≤ 0: the theorem's guarantee is vacuous (once)
   drift_jumped        the drift's speed rose above `drift_jump` × its first step's (once)
+  drift_uphill        more than `uphill` of the drift so far was travelled while the loss rose (once)
   step_size           η·β crossed 1 or 2 (β = λ_max(∇²L)), each kind of crossing once
 The thresholds are the preset's [guide] fields, the same the verdicts use.
 """
@@ -38,6 +39,7 @@ class Annotator:
         self.first_speed: float | None = None  # the drift's speed over the first probe interval
         self.reference = False  # whether that first interval has been seen
         self.rising = False
+        self.uphill = 0.0  # drift travelled over probe intervals where the loss rose
         self.step = "unknown"
 
     def see(self, event: object) -> list[Annotation]:
@@ -97,6 +99,11 @@ class Annotator:
                                                         "(a step above the stability edge?)"))
             self.rising = rose
             out += self.speed(epoch, before_epoch, before_drift, drift)
+            if rose and math.isfinite(drift) and math.isfinite(before_drift):
+                self.uphill += max(drift - before_drift, 0.0)
+            if drift > 0 and self.uphill > self.guide.uphill * drift and self.once("drift_uphill"):
+                out.append(self.say(epoch, "drift_uphill", f"{100 * self.uphill / drift:.0f}% of the drift so far ({self.uphill:.3g} of {drift:.3g}) "
+                                                           "was travelled while the loss rose: a catapult?"))
         self.before = (epoch, loss, drift)
         return out
 

@@ -141,6 +141,7 @@ class GuideSpec:
     lambda_drop: float = key(0.5, within(0.0, 1.0), "annotate / verdict: λ_min fell by more than this fraction of λ_0")
     lambda_rise: float = key(0.5, above(0), "annotate / verdict: λ_min rose by more than this fraction of λ_0")
     drift_jump: float = key(3.0, above(1), "annotate / verdict: the drift's speed rose above this multiple of its first step's")
+    uphill: float = key(0.5, fraction(), "annotate / verdict: share of the drift travelled while the loss rose, at most")
     saturation: float = key(0.2, fraction(), "verdict: share of the drift added in the last 20% of epochs, below (linear growth: 0.2)")
     loss_spike: float = key(2.0, above(1), "annotate / verdict: the loss rose above this multiple of its running minimum")
     doubling_tolerance: float = key(0.25, above(0), "verdict: λ_0 per doubling of width within [2/(1+tol), 2(1+tol)]")

@@ -111,11 +111,14 @@ def stays_lazy(s: dict, t: GuideSpec) -> Verdict:
 
 def drift_contained(s: dict, t: GuideSpec) -> Verdict:
     """Fails when the drift accelerated away from θ_0 (its speed per epoch rose above
-    `drift_jump` × its speed over the first interval) or did not saturate (its last 20% of
+    `drift_jump` × its speed over the first interval), when more than `uphill` of it was
+    travelled while the loss rose (a catapult), or when it did not saturate (its last 20% of
     epochs added `saturation` of it or more; a drift growing linearly adds 20%)."""
-    speed, late = s.get("drift_speedup", NAN), s.get("drift_late_growth", NAN)
-    return Verdict("drift_contained", known(speed, late) and speed <= t.drift_jump and late < t.saturation, speed, t.drift_jump,
+    speed, late, uphill = s.get("drift_speedup", NAN), s.get("drift_late_growth", NAN), s.get("drift_uphill", NAN)
+    passed = known(speed, late, uphill) and speed <= t.drift_jump and uphill <= t.uphill and late < t.saturation
+    return Verdict("drift_contained", passed, speed, t.drift_jump,
                    f"drift: fastest ×{fmt(speed, '.2f')} its first step's speed (≤ ×{t.drift_jump:g}), "
+                   f"{fmt(100 * uphill, '.0f')}% of it travelled while the loss rose (≤ {100 * t.uphill:g}%), "
                    f"last 20% of epochs added {fmt(100 * late, '.0f')}% of it (< {100 * t.saturation:.0f}%), final {fmt(s.get('drift_final'), '.3g')}")
 
 
@@ -125,7 +128,7 @@ def no_loss_spike(s: dict, t: GuideSpec) -> Verdict:
     rises = s.get("loss_rise_frac", NAN)
     extra = f"; the loss rose at {fmt(100 * rises, '.1f')}% of the stable regime's steps" if known(rises) else ""
     return Verdict("no_loss_spike", known(spike) and spike <= t.loss_spike, spike, t.loss_spike,
-                   f"loss: at most ×{fmt(spike, '.3g')} its running minimum (≤ ×{t.loss_spike:g}){extra}")
+                   f"loss: at most ×{fmt(spike, '.2f')} its running minimum (≤ ×{t.loss_spike:g}){extra}")
 
 
 RUN_VERDICTS = (geometric_decay, sufficient_decrease, pl_rate, step_size, weyl_certificate, stays_lazy, drift_contained, no_loss_spike)

@@ -94,3 +94,32 @@ def test_the_app_without_a_terminal_says_how_to_get_one():
     done = lplr()  # stdin and stdout are pipes here
     assert done.returncode == 2
     assert "needs a terminal: use ssh -t, or lplr-tui run" in done.stderr and "Traceback" not in done.stderr
+
+
+def foreign_record(run_dir: Path, loss: list[float], extra: str = "") -> None:
+    """A record as another tool (or an older lplr-tui) might write it: [spec], [status] and
+    [trajectory] only, plus whatever `extra` adds."""
+    run_dir.mkdir(parents=True)
+    epochs = list(range(len(loss)))
+    grad_sq = [2 * (a - b) / 1e-3 for a, b in zip(loss, loss[1:])] + [0.0]
+    (run_dir / "record.toml").write_text(
+        '[spec]\noptim = { kind = "gd", lr = 1e-3 }\ntrain = { epochs = %d }\n\n[status]\nstate = "finished"\n%s\n'
+        "[trajectory]\nepoch = %s\nloss = %s\ngrad_sq = %s\n" % (len(loss) - 1, extra, epochs, loss, grad_sq),
+        encoding="utf-8",
+    )
+
+
+def test_summary_recomputes_verdicts_of_old_and_foreign_records(tmp_path):
+    foreign_record(tmp_path / "geometric", [0.5 * 0.98**e for e in range(301)])
+    # an older version's record: its stored summary and verdicts say what that version thought
+    stale = '\n[summary]\nparams = 42\ncontraction = 0.5\n\n[verdict.ntk_positive]\npassed = true\nmeasured = 1.0\nthreshold = 0.0\ntext = "old"\n'
+    foreign_record(tmp_path / "sublinear", [1 / (e + 10) for e in range(301)], stale)
+    done = lplr("summary", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "recomputed from the trajectories" in done.stdout and "ntk_positive" not in done.stdout
+    lines = done.stdout.splitlines()
+    verdict = {label: next(l for l in lines[lines.index(label) + 1:] if "decay on the stable regime" in l)
+               for label in ("  geometric", "  sublinear")}
+    assert verdict["  geometric"].startswith("    ✓ decay on the stable regime: geometric")
+    assert verdict["  sublinear"].startswith("    ✗ decay on the stable regime: power-law")
+    assert "42" in done.stdout  # params, which no trajectory holds, still come from the record

@@ -113,6 +113,24 @@ def test_a_catapult_in_the_first_epochs_fails_containment_and_the_loss_spike():
     assert V.left_local_regime(list(verdicts.values())) == ["drift_contained", "no_loss_spike"]
 
 
+# the first epochs of the ablation's m = 1024 run at η = 1e-3 (seed 0), as recorded
+REAL_CATAPULT = {0: (5.567, 0.0), 1: (20.581, 0.176), 2: (67.324, 0.1779), 3: (123.898, 0.48), 5: (0.538, 0.6071), 7: (0.488, 0.6058)}
+
+
+def test_the_recorded_m1024_catapult_fails_containment_by_its_uphill_drift():
+    """Its first step is already long, so the drift's speed-up is only ×1.7; but 79% of the
+    distance was travelled while the loss rose, which gradient descent never does."""
+    loss = lambda e: REAL_CATAPULT[e][0] if e in REAL_CATAPULT else (0.54 if e < 7 else 0.488 * 0.999 ** (e - 7))
+    drift = lambda e: REAL_CATAPULT[e][1] if e in REAL_CATAPULT else (0.6 if e < 7 else 0.6058 - 0.0001 * (1 - math.exp(-e / 100)))
+    verdicts, summary = judged(build(loss=loss, drift=drift))
+    assert summary["drift_speedup"] < 3 and summary["drift_uphill"] == pytest.approx((0.176 + 0.0019 + 0.3021) / 0.6071, rel=1e-3)
+    assert not verdicts["drift_contained"]["passed"] and "79% of it travelled while the loss rose" in verdicts["drift_contained"]["text"]
+    assert not verdicts["no_loss_spike"]["passed"]
+    said = replay([(e, l, probe(d, 1.0)) for e, (l, d) in REAL_CATAPULT.items()])
+    uphill = [a for a in said if a.kind == "drift_uphill"]
+    assert [a.epoch for a in uphill] == [1] and "100% of the drift so far" in uphill[0].text
+
+
 def test_a_drift_that_keeps_growing_fails_containment():
     for growth in (lambda e: 0.001 * e, lambda e: 0.001 * e**1.5):  # linear: the last 20% add 20%
         verdicts, summary = judged(build(drift=growth))
@@ -222,6 +240,7 @@ def test_step_size_crossings_are_annotated_once_each_way():
     assert all(a.kind == "step_size" for a in said)
 
 
+@pytest.mark.slow
 def test_a_record_keeps_verdicts_and_annotations(make_spec, tmp_path):
     spec = make_spec(train__epochs=60, probes__every=5, probes__ntk_subset=10, optim__lr=4e-3, model__width=1024, data__n_train=200)
     list(engine.run(spec, tmp_path))

@@ -30,7 +30,7 @@ CHARTS = [
 # the theory view (key x) draws these in two of the charts' places:
 # chart id -> (title, [(x key, y key, what the series is)], horizontal levels)
 THEORY = {
-    "chart-lambda": ("step size η·β, β = λ_max(∇²L) (lines: 1 theorem, 2 stability edge)", [("theory_epoch", "eta_beta", "")], [1.0, 2.0]),
+    "chart-lambda": ("step size η·β (lines: 1 theorem, 2 stability edge)", [("theory_epoch", "eta_beta", "")], [1.0, 2.0]),
     "chart-pl": (
         "PL ratio (L* = 0) and its bound λ_min(K_N)/N (log)",
         [("theory_epoch", "pl_ratio_theory", "ratio"), ("theory_epoch", "pl_bound", "bound")],
@@ -152,7 +152,8 @@ class DashboardScreen(Screen):
             for run, s in data
             for i, (x_key, y_key, what) in enumerate(parts)
         ]
-        chart.show(series, levels=levels, title=title, **lines)
+        note = f"now {data[0][1]['step_class_now']}" if chart_id == "chart-lambda" and len(data) == 1 else ""
+        chart.show(series, levels=levels, title=title, note=note, **lines)
 
     def update_annotations(self) -> None:
         lines = [f"[{run.label}] epoch {a.epoch}: {a.text}" for run in self.shown_runs() for a in run.annotations]
