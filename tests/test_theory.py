@@ -56,6 +56,7 @@ def test_gradient_norm_is_the_ntk_quadratic_form(make_spec):
     assert grad_sq == pytest.approx(quadratic, rel=1e-8)
 
 
+@pytest.mark.slow
 def test_advise_flags_exactly_the_boundary_run_of_the_ablation(data_root):
     result = CliRunner().invoke(app, ["advise", "--preset", "ablation", "--data-dir", data_root, "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -69,6 +70,7 @@ def test_advise_flags_exactly_the_boundary_run_of_the_ablation(data_root):
     assert max(len(line) for line in lines[:6]) <= 78
 
 
+@pytest.mark.slow
 def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tmp_path):
     spec = make_spec(train__epochs=40, probes__every=10, probes__theory_every=20, probes__ntk_subset=20, data__n_train=300)
     events = list(engine.run(spec, tmp_path))
