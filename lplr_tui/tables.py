@@ -231,13 +231,23 @@ def advice_rows(advice: list) -> list[list[str]]:
 ADVICE_HEADERS = ["run", "η", "β", "1/β", "2/β", "at initialisation"]
 
 
-def advice_lines(advice: list) -> list[str]:
+SHORT_CLASS = {"inside the theorem": "inside", "stable, outside the theorem": "outside", "unstable": "unstable"}
+
+
+def advice_lines(advice: list, compact: bool = False) -> list[str]:
     """A plain table of the step-size advice, one line per run, within 80 columns for the
     usual labels; the class says whether η is inside the theorem (η ≤ 1/β), stable but
-    outside it (1/β < η < 2/β) or unstable (η ≥ 2/β)."""
+    outside it (1/β < η < 2/β) or unstable (η ≥ 2/β). `compact` (the picker's pane, about 55
+    columns at 80): no η column, the classes in one word, and a legend."""
     rows = [ADVICE_HEADERS] + advice_rows(advice)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(ADVICE_HEADERS))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    if compact:
+        rows = [[r[0], *r[2:5], SHORT_CLASS.get(r[5], r[5])] for r in rows]
+        rows[0][-1] = "η is"
+    last = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    if compact:
+        return lines + ["β = λ_max(∇²L) at θ_0. inside: η ≤ 1/β (the", "theorem); outside: stable, η < 2/β; unstable: η ≥ 2/β."]
     return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β."]
 
 

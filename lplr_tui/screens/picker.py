@@ -181,9 +181,9 @@ class PickerScreen(Screen):
         try:
             runner = Runner(spec)
             runner.preflight()
-            text = Text("\n".join(advice_lines(runner.advise())))
-            text.highlight_words(["unstable"], "bold red")
-            text.highlight_words(["stable, outside the theorem"], "yellow")
+            text = Text("\n".join(advice_lines(runner.advise(), compact=True)))
+            text.highlight_words([" unstable"], "bold red")
+            text.highlight_words([" outside"], "yellow")
         except LplrError as exc:
             text = Text(str(exc), style="red")
         self.app.call_from_thread(self.query_one("#advice", Static).update, text)
