@@ -226,9 +226,10 @@ class Runner:
         except Exception as exc:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
-        summary, verdicts = judge(self._trajectory, spec.to_dict(), params, outcome.state)
+        raw = spec.to_dict()
+        summary, verdicts = judge(self._trajectory, raw, params, outcome.state)
         if outcome.state == FINISHED:
-            self._finished.append(plan_entry(spec.label, spec.to_dict(), summary, verdicts))
+            self._finished.append(plan_entry(spec.label, raw, summary, verdicts))
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
