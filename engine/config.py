@@ -120,7 +120,8 @@ class ProbesSpec:
     ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
     ntk_seed: int = key(0)
     micro_batch: int = key(0, at_least(0), "inputs per pass of the full-set diagnostics (0: all at once)")
-    theory_every: int = key(0, at_least(0), "epochs between the theory probes: sharpness, full-set NTK (0: never)")
+    theory_every: int = key(0, at_least(0), "epochs between the sharpness probes, β = λ_max(∇²L) (0: never)")
+    ntk_full_every: int = key(0, at_least(0), "epochs between the full-set NTK spectra, λ_min and λ_max of K_N (MLP only; 0: never)")
 
 
 @dataclass(frozen=True)

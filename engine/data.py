@@ -85,6 +85,9 @@ def mnist_digits(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, st
 
 
 def torchvision_mnist(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not download and not (root / "MNIST" / "raw").is_dir():
+        # torchvision's own check, made before importing it: the import alone takes seconds
+        raise FileNotFoundError(f"no {root / 'MNIST' / 'raw'}")
     from torchvision.datasets import MNIST
 
     ds = MNIST(str(root), train=True, download=download)

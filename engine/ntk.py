@@ -65,7 +65,8 @@ def mlp_features(model: MLP, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.
     for layer in reversed(range(len(layers))):
         features.append((inputs[layer], delta))
         if layer > 0:
-            delta = (delta @ layers[layer][0]) * slopes[layer - 1].unsqueeze(1)
+            weight = layers[layer][0]  # one (n·k × out) @ (out × in) product, not n small ones
+            delta = (delta.reshape(n * k, -1) @ weight).reshape(n, k, -1) * slopes[layer - 1].unsqueeze(1)
     return features
 
 
@@ -76,9 +77,12 @@ def cross_term(a: list, b: list, first_gram: torch.Tensor | None = None) -> torc
     for i, ((ha, da), (hb, db)) in enumerate(zip(a, b)):
         k = da.shape[1]
         first = first_gram is not None and i == len(a) - 1
-        gram = (first_gram if first else ha @ hb.T + 1.0).repeat_interleave(k, 0).repeat_interleave(k, 1)
-        term = gram * (da.reshape(-1, da.shape[2]) @ db.reshape(-1, db.shape[2]).T)
-        total = term if total is None else total + term
+        gram = first_gram if first else torch.addmm(ha.new_ones(()), ha, hb.T)  # h_a h_bᵀ + 1
+        if k > 1:
+            gram = gram.repeat_interleave(k, 0).repeat_interleave(k, 1)
+        outputs = da.reshape(-1, da.shape[2]) @ db.reshape(-1, db.shape[2]).T
+        term = outputs.mul_(gram)  # in place: n·k × n·k floats are the cost at N = 1000
+        total = term if total is None else total.add_(term)
     return total
 
 

@@ -9,20 +9,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.linalg
 import torch
 from torch import nn
 
-from engine.analysis import step_class
+from engine.analysis import NAN, step_class
 from engine.data import Dataset
 from engine.models import squared_loss
 from engine.ntk import empirical_ntk
 
 
 def spectrum_ends(kernel: torch.Tensor) -> tuple[float, float]:
-    """(λ_min, λ_max) of a symmetric kernel, in float64."""
-    eig = torch.linalg.eigvalsh(kernel.double())
+    """(λ_min, λ_max) of a symmetric kernel, in float64 (NaN for a kernel with NaN or inf).
+
+    The whole spectrum by LAPACK through scipy, which at N = 1000 takes half of torch's
+    eigvalsh here. Lanczos for the two ends is no cheaper: K_N's condition number (~1e7 on
+    mnist) and its nearly equal smallest eigenvalues cost a shift-invert Lanczos some 60
+    Cholesky solves (bench/spectrum_bench.py).
+    """
+    k = kernel.detach().double().cpu().numpy()
+    if not np.isfinite(k).all():
+        return NAN, NAN
+    eig = scipy.linalg.eigvalsh(k, check_finite=False)
     return float(eig[0]), float(eig[-1])
 
 
@@ -43,6 +55,23 @@ def hvp(model: nn.Module, data: Dataset, vector: list[torch.Tensor], micro_batch
         for acc, h in zip(out, torch.autograd.grad(dot, params)):
             acc += h
     return out
+
+
+def hessian(model: nn.Module, data: Dataset, micro_batch: int = 0) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+    """v ↦ ∇²L·v at the model's θ, on the full training set. When the set goes through at once,
+    the gradient's graph is built once and every product reuses it (a second backward pass
+    each, about 30 % cheaper than hvp from the second product on); with micro-batches each
+    product goes through hvp, so memory stays at one micro-batch's graph."""
+    if micro_batch and micro_batch < data.n:
+        return lambda vector: hvp(model, data, vector, micro_batch)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(squared_loss(model, data.x, data.y, data.n), params, create_graph=True)
+
+    def product(vector: list[torch.Tensor]) -> list[torch.Tensor]:
+        dot = sum((g * v).sum() for g, v in zip(grads, vector))
+        return list(torch.autograd.grad(dot, params, retain_graph=True))
+
+    return product
 
 
 def norm(vector: list[torch.Tensor]) -> torch.Tensor:
@@ -70,8 +99,9 @@ class PowerIteration:
         size = norm(start)
         v = [t / size.to(t.dtype) for t in start]
         estimate = float("nan")
+        product = hessian(model, data, micro_batch)
         for _ in range(iterations or self.iterations):
-            hv = hvp(model, data, v, micro_batch)
+            hv = product(v)
             new = float(sum((a.double() * b.double()).sum() for a, b in zip(v, hv)))  # Rayleigh quotient
             size = norm(hv)
             if size == 0:

@@ -22,7 +22,7 @@ SERIES = {
 }
 
 
-@dataclass
+@dataclass(eq=False)
 class Trajectory:
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -49,6 +49,13 @@ class Trajectory:
         getattr(self, axis).append(epoch)
         for name in SERIES[axis]:
             getattr(self, name).append(values.get(name, float("nan")))
+
+    def __eq__(self, other: object) -> bool:
+        """The same measurements, NaN included: a NaN (not measured, or a diverged value)
+        equals a NaN at the same place, so two runs compare bit for bit."""
+        if not isinstance(other, Trajectory):
+            return NotImplemented
+        return all(same_values(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
     def to_dict(self) -> dict:
         return {f.name: list(getattr(self, f.name)) for f in fields(self)}
@@ -77,3 +84,7 @@ class Trajectory:
                 values = np.asarray(getattr(self, name), dtype=float)[: out[axis].size]
                 out[name] = np.concatenate([values, np.full(out[axis].size - values.size, np.nan)])
         return out
+
+
+def same_values(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))

@@ -226,3 +226,18 @@ def test_table2_mean_row_takes_the_minimum_envelope_and_the_pooled_median():
     pooled = np.concatenate([analysis.stable_pl0(t, s) for s, t in runs])
     assert mean["pl_median"] == pytest.approx(np.median(pooled)) and mean["params"] == 7
     assert mean["pl_median"] != pytest.approx(np.mean([s["pl_median"] for s, _ in runs]))
+
+
+def test_trajectories_compare_bit_for_bit_with_nan_at_the_same_places():
+    from engine.trajectory import Trajectory
+
+    def made(beta: float) -> Trajectory:
+        return Trajectory(epoch=[0, 1], loss=[1.0, 0.5], grad_sq=[2.0, 1.0],
+                          theory_epoch=[0], sharpness=[beta], ntk_full_lambda_min=[math.nan], ntk_full_lambda_max=[math.nan])
+
+    assert made(3.0) == made(3.0)  # NaN where K_N was not due, in both
+    assert made(math.nan) == made(math.nan)
+    assert made(3.0) != made(math.nan) and made(math.nan) != made(3.0) and made(3.0) != made(3.5)
+    longer = made(3.0)
+    longer.loss.append(0.25)
+    assert longer != made(3.0) and made(3.0) != "a trajectory"

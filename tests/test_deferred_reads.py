@@ -51,7 +51,7 @@ def only_record(path):
 
 
 def test_deferred_reads_give_the_same_record(make_spec, tmp_path, monkeypatch):
-    spec = make_spec(train__epochs=43, probes__every=10, probes__ntk_subset=20, probes__theory_every=20)
+    spec = make_spec(train__epochs=43, probes__every=10, probes__ntk_subset=20, probes__theory_every=20, probes__ntk_full_every=20)
     list(engine.run(spec, tmp_path / "each"))
     monkeypatch.setattr(train_module, "defers_reads", lambda device: True)
     list(engine.run(spec, tmp_path / "deferred"))
@@ -65,7 +65,7 @@ def test_deferred_reads_give_the_same_record(make_spec, tmp_path, monkeypatch):
     [(10, 25, [0, 1, 2, 3, 5, 7, 10, 20, 25]), (0, 250, [99, 199, 250])],
 )
 def test_epochs_reach_the_host_at_the_probe_cadence(make_spec, deferred, log, every, epochs, reads):
-    spec = make_spec(train__epochs=epochs, probes__every=every, probes__ntk_subset=10, probes__theory_every=0)
+    spec = make_spec(train__epochs=epochs, probes__every=every, probes__ntk_subset=10, probes__theory_every=0, probes__ntk_full_every=0)
     events = list(engine.run(spec))
     assert read_at(log) == reads
     assert [e.epoch for e in events if isinstance(e, EpochMeasured)] == list(range(epochs + 1))

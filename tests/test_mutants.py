@@ -484,6 +484,9 @@ def test_spectrum_ends_are_the_smallest_and_largest_eigenvalue():
     kernel = torch.tensor([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, -0.5]], dtype=torch.float32)
     low, high = theory.spectrum_ends(kernel)
     assert (low, high) == (pytest.approx(-0.5), pytest.approx(3.0))
+    nan = kernel.clone()
+    nan[0, 0] = math.nan  # a diverged model's kernel: no spectrum, not a LAPACK error
+    assert all(math.isnan(v) for v in theory.spectrum_ends(nan))
 
 
 def test_full_ntk_ends_with_or_without_the_input_gram():
@@ -496,11 +499,21 @@ def test_full_ntk_ends_with_or_without_the_input_gram():
     assert theory.full_ntk_ends(model, data, input_gram(data.x)) == (pytest.approx(ends[0]), pytest.approx(ends[1]))
 
 
+def count_products(monkeypatch, calls: list) -> None:
+    """Count the Hessian-vector products PowerIteration asks for."""
+    real = theory.hessian
+
+    def counted(*args, **kw):
+        product = real(*args, **kw)
+        return lambda vector: calls.append(1) or product(vector)
+
+    monkeypatch.setattr(theory, "hessian", counted)
+
+
 def test_power_iteration_finds_the_top_curvature_and_warm_starts(monkeypatch):
     model, data = linear_problem()
     calls = []
-    real = theory.hvp
-    monkeypatch.setattr(theory, "hvp", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    count_products(monkeypatch, calls)
     cold = theory.PowerIteration()
     assert cold.iterations == 3 and cold.vector is None
     first = cold(model, data)
@@ -524,8 +537,7 @@ def test_every_power_iteration_estimate_lies_in_the_spectrum():
 
 def test_the_tolerance_is_relative_to_the_curvature(monkeypatch):
     calls = []
-    real = theory.hvp
-    monkeypatch.setattr(theory, "hvp", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    count_products(monkeypatch, calls)
     counts = []
     for scale in (1.0, 1e4):
         model, data = linear_problem((4.0 * scale, 1.0 * scale, 0.25 * scale))
@@ -536,11 +548,23 @@ def test_the_tolerance_is_relative_to_the_curvature(monkeypatch):
     assert counts[0] == counts[1] < 500  # the same number of products whatever the loss's scale
 
 
-def test_power_iteration_with_micro_batches_equals_the_full_batch():
+def test_power_iteration_with_micro_batches_equals_the_full_batch(monkeypatch):
     model, data = linear_problem((9.0, 1.0, 0.5, 0.1))
+    whole_set = []  # micro-batches go through hvp, one micro-batch's graph at a time
+    real = theory.hvp
+    monkeypatch.setattr(theory, "hvp", lambda model, data, v, micro_batch=0: whole_set.append(micro_batch) or real(model, data, v, micro_batch))
     whole = theory.PowerIteration(iterations=50, tolerance=1e-12)(model, data)
     split = theory.PowerIteration(iterations=50, tolerance=1e-12)(model, data, micro_batch=1)
     assert whole == pytest.approx(9.0, rel=1e-6) and split == pytest.approx(whole, rel=1e-9)
+    assert whole_set and set(whole_set) == {1}  # the whole set at once reuses one graph instead
+
+
+def test_the_reused_graph_gives_the_products_hvp_gives():
+    model, data = linear_problem((9.0, 1.0, 0.5, 0.1))
+    vectors = [[torch.randn(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(i))] for i in range(3)]
+    product = theory.hessian(model, data)
+    for v in vectors:  # the same graph, product after product
+        assert torch.allclose(product(v)[0], theory.hvp(model, data, v)[0], rtol=1e-12)
 
 
 def test_power_iteration_of_a_zero_hessian_is_zero():

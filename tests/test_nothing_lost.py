@@ -210,11 +210,11 @@ def test_out_of_memory_in_the_ntk_probe_retries_smaller_then_gives_up(make_spec,
     real = ntk_probe.empirical_ntk
     sizes = []
 
-    def tight(model, x, chunk=None):
+    def tight(model, x, chunk=None, input_gram=None):
         sizes.append(chunk)
         if chunk is None or chunk > 3:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, x, chunk)
+        return real(model, x, chunk, input_gram)
 
     monkeypatch.setattr(ntk_probe, "empirical_ntk", tight)
     events = list(engine.run(make_spec(train__epochs=10, probes__every=5, probes__ntk_subset=20), tmp_path))

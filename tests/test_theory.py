@@ -72,12 +72,14 @@ def test_advise_flags_exactly_the_boundary_run_of_the_ablation(data_root):
 
 @pytest.mark.slow
 def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tmp_path):
-    spec = make_spec(train__epochs=40, probes__every=10, probes__theory_every=20, probes__ntk_subset=20, data__n_train=300)
+    spec = make_spec(train__epochs=40, probes__every=10, probes__theory_every=20, probes__ntk_full_every=20,
+                     probes__ntk_subset=20, data__n_train=300)
     events = list(engine.run(spec, tmp_path))
     record = read_record(find_records([tmp_path])[0])
     t = record.trajectory
     assert t.theory_epoch == [0, 20, 40] and len(t.sharpness) == 3
     assert all(low > 0 and high > low for low, high in zip(t.ntk_full_lambda_min, t.ntk_full_lambda_max))
+    assert len(t.ntk_full_lambda_min) == 3
     # near the start the sharpness is the Gauss-Newton value λ_max(K_N)/N
     assert t.sharpness[0] == pytest.approx(t.ntk_full_lambda_max[0] / 300, rel=0.05)
     s = record.summary
@@ -88,3 +90,16 @@ def test_a_run_with_theory_probes_records_them_and_the_bound_holds(make_spec, tm
     finished = next(e for e in events if isinstance(e, RunFinished))
     summary, verdicts = record.reanalyse()
     assert summary.keys() == finished.summary.keys() and [v["name"] for v in verdicts] == [v["name"] for v in finished.verdicts]
+
+
+@pytest.mark.parametrize("theory_every, ntk_full_every", [(20, 0), (0, 20), (20, 40)])
+def test_sharpness_and_the_full_set_spectrum_keep_their_own_cadences(make_spec, tmp_path, theory_every, ntk_full_every):
+    spec = make_spec(train__epochs=40, probes__every=10, probes__theory_every=theory_every,
+                     probes__ntk_full_every=ntk_full_every, probes__ntk_subset=10, data__n_train=60)
+    list(engine.run(spec, tmp_path))
+    t = read_record(find_records([tmp_path])[0]).trajectory
+    due = lambda every, e: every > 0 and (e % every == 0 or e == 40)
+    assert t.theory_epoch == [e for e in range(41) if due(theory_every, e) or due(ntk_full_every, e)]
+    for epoch, beta, low in zip(t.theory_epoch, t.sharpness, t.ntk_full_lambda_min):
+        assert math.isfinite(beta) == due(theory_every, epoch), epoch  # NaN where only the other was due
+        assert math.isfinite(low) == due(ntk_full_every, epoch), epoch

@@ -13,16 +13,17 @@ from engine.probes.theory import FullNTKProbe, SharpnessProbe
 
 def build_probes(spec: Spec, data: Dataset) -> list[Probe]:
     """loss and grad_sq every epoch; drift and NTK λ_min every `probes.every` epochs; the
-    theory probes every `probes.theory_every` epochs (0: never; the full-set NTK: MLP only)."""
+    sharpness every `probes.theory_every` epochs and the full-set NTK spectrum (MLP only) every
+    `probes.ntk_full_every` (0: never)."""
     probes: list[Probe] = [LossProbe(), GradSqProbe()]
-    every, theory = spec.probes.every, spec.probes.theory_every
-    if every:
-        subset = probe_subset(data.n, spec.probes.ntk_subset, spec.probes.ntk_seed).to(data.x.device)
-        probes += [DriftProbe(every), NTKProbe(data.x[subset], every)]
-    if theory:
-        probes.append(SharpnessProbe(data, theory, spec.probes.micro_batch))
-        if spec.model.kind == "mlp":
-            probes.append(FullNTKProbe(data, theory))
+    p = spec.probes
+    if p.every:
+        subset = probe_subset(data.n, p.ntk_subset, p.ntk_seed).to(data.x.device)
+        probes += [DriftProbe(p.every), NTKProbe(data.x[subset], p.every)]
+    if p.theory_every:
+        probes.append(SharpnessProbe(data, p.theory_every, p.micro_batch))
+    if p.ntk_full_every and spec.model.kind == "mlp":
+        probes.append(FullNTKProbe(data, p.ntk_full_every))
     return probes
 
 

@@ -7,7 +7,8 @@ import copy
 
 import torch
 
-from engine.ntk import empirical_ntk, inputs_at_once
+from engine.models import MLP
+from engine.ntk import empirical_ntk, input_gram, inputs_at_once
 from engine.probes.base import Probe, TrainState
 
 
@@ -19,6 +20,7 @@ class NTKProbe(Probe):
         self.x_subset = x_subset
         self.chunk: int | None = None  # inputs at a time; None: all at once
         self.kernel0: torch.Tensor | None = None
+        self.gram: torch.Tensor | None = None  # the subset's first-layer Gram matrix (MLP): fixed, made once
 
     def measure(self, state: TrainState) -> dict:
         kernel = self.kernel(state.model, state)
@@ -26,7 +28,8 @@ class NTKProbe(Probe):
             return dict.fromkeys(self.names, float("nan"))
         if self.kernel0 is None:  # K_0 from θ_0 itself, so a resumed run gets the same one
             self.kernel0 = kernel if state.epoch == 0 else self.kernel(at(state.model, state.theta0), state)
-        change = float(torch.linalg.matrix_norm(kernel - self.kernel0, ord=2)) if self.kernel0 is not None else float("nan")
+        # ‖K_t − K_0‖₂ of a symmetric matrix: its largest |eigenvalue| (eigvalsh: half an SVD's cost)
+        change = float(torch.linalg.eigvalsh(kernel - self.kernel0).abs().max()) if self.kernel0 is not None else float("nan")
         eig = torch.linalg.eigvalsh(kernel.double())
         return {"ntk_lambda_min": float(eig[0]), "ntk_lambda_max": float(eig[-1]), "ntk_change": change}
 
@@ -34,9 +37,11 @@ class NTKProbe(Probe):
         """K on S. On out-of-memory: halve the chunk of inputs and retry; at one input, give up
         on this probe (None: NaN, and the record says so) and let training go on."""
         chunk = self.chunk
+        if self.gram is None and isinstance(model, MLP):
+            self.gram = input_gram(self.x_subset)
         while True:
             try:
-                return empirical_ntk(model, self.x_subset, chunk)
+                return empirical_ntk(model, self.x_subset, chunk, self.gram)
             except torch.cuda.OutOfMemoryError:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
