@@ -392,6 +392,36 @@ def test_theory_summary_names_the_crossings_and_the_compatibility_margin():
     assert math.isnan(analysis.theory_summary(far.arrays(), 10, 1.0, ntk_subset=10)["pl_mu"])
 
 
+def test_the_compatibility_margin_scales_with_the_radius():
+    wide = theory_run()
+    wide.drift, wide.ntk_change = [0.0, 1.0, 2.0], [0.0, 0.4, 1.2]  # L = max(0.4/1, 1.2/2) = 0.6, radius 2
+    s = analysis.theory_summary(wide.arrays(), n_train=10, lr=1.0, ntk_subset=10)
+    assert s["compat_margin"] == pytest.approx(1.0 - 0.6 * 2.0) and math.isnan(s["pl_mu"])  # negative: no μ
+
+
+def test_undefined_ratios_are_nan_without_numpy_warnings():
+    """0/0 and x/0 are NaN and inf by design here (a drift of 0 at θ_0, L = L*): the analysis
+    must not spray RuntimeWarnings over a user's terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ratio = analysis.pl_ratio(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.0, 1.0]), 0.0)
+        s = analysis.theory_summary(theory_run().arrays(), n_train=10, lr=1.0, ntk_subset=10)
+        zero = theory_run()
+        zero.loss = [0.0] * 5  # L = L* = 0 at every theory epoch: the bound's L/(L − L*) is 0/0
+        analysis.pl_bound(zero.arrays(), 0.0, 10)
+    assert math.isnan(ratio[0]) and ratio[2] == 1.0 and s["lipschitz_K"] == pytest.approx(0.6)
+
+
+def test_a_geometric_fit_never_grows():
+    s = np.arange(50.0)
+    rising = np.log(np.exp(0.01 * s))  # log L rising: the geometric model's ρ stops at 1
+    for free in (False, True):
+        fit = analysis.fit_geometric(s, rising, free)
+        assert fit is None or fit["rho"] <= 1.0, free
+
+
 def test_theory_summary_without_theory_probes_is_undefined_not_an_error():
     t = Trajectory()
     t.epoch, t.loss, t.grad_sq = [0, 1], [1.0, 0.5], [1.0, 0.5]
@@ -559,12 +589,26 @@ def test_power_iteration_with_micro_batches_equals_the_full_batch(monkeypatch):
     assert whole_set and set(whole_set) == {1}  # the whole set at once reuses one graph instead
 
 
-def test_the_reused_graph_gives_the_products_hvp_gives():
+def test_the_reused_graph_gives_the_products_hvp_gives(monkeypatch):
     model, data = linear_problem((9.0, 1.0, 0.5, 0.1))
     vectors = [[torch.randn(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(i))] for i in range(3)]
-    product = theory.hessian(model, data)
-    for v in vectors:  # the same graph, product after product
-        assert torch.allclose(product(v)[0], theory.hvp(model, data, v)[0], rtol=1e-12)
+    expected = [theory.hvp(model, data, v)[0] for v in vectors]
+    calls = []
+    real = theory.hvp
+    monkeypatch.setattr(theory, "hvp", lambda model, data, v, micro_batch=0: calls.append(micro_batch) or real(model, data, v, micro_batch))
+    for micro_batch in (0, 4, 1):  # 4 = N: the whole set at once, so the graph is reused too
+        product = theory.hessian(model, data, micro_batch)
+        for v, hv in zip(vectors, expected):  # the same graph, product after product
+            assert torch.allclose(product(v)[0], hv, rtol=1e-12), micro_batch
+    assert calls == [1, 1, 1]  # only the micro-batched products went through hvp
+
+
+def test_power_iteration_stops_when_two_estimates_agree_exactly(monkeypatch):
+    calls = []
+    count_products(monkeypatch, calls)
+    model, data = linear_problem((4.0,))  # one direction: every estimate is exactly 4
+    assert theory.PowerIteration(iterations=10, tolerance=0.0)(model, data) == 4.0
+    assert len(calls) == 2  # a change of 0 is within a tolerance of 0
 
 
 def test_power_iteration_of_a_zero_hessian_is_zero():
@@ -990,3 +1034,23 @@ def test_a_provisional_summary_takes_the_running_minimum_as_l_star():
     t.loss[-1] = 1.0  # still running, and the loss just rose: L* is provisional, the lowest so far
     s = analysis.summarize(t, 5, 0.2, 0.8, final=False, lr=0.5)
     assert s["l_star"] == min(t.loss) and s["l_star_provisional"] is True
+
+
+class Tiny(dict):
+    """A summary in which every measure is 1.234567e-7 unless given: verdict texts then print
+    numbers in exponent notation."""
+
+    def get(self, key, default=None):
+        return super().get(key, 1.234567e-7)
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+def test_verdict_texts_write_small_numbers_with_a_lower_case_exponent():
+    import re
+
+    summary = Tiny(decay_model="geometric", step_class_0="inside the theorem", step_class_max="inside the theorem")
+    texts = [judge(summary, GuideSpec()).text for judge in V.RUN_VERDICTS]
+    assert not any(re.search(r"\dE[-+]\d|INF|NAN", text) for text in texts), texts
+    assert sum(bool(re.search(r"\de-0\d", text)) for text in texts) >= 6  # most verdicts print such a number
