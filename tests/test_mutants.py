@@ -1054,3 +1054,19 @@ def test_verdict_texts_write_small_numbers_with_a_lower_case_exponent():
     texts = [judge(summary, GuideSpec()).text for judge in V.RUN_VERDICTS]
     assert not any(re.search(r"\dE[-+]\d|INF|NAN", text) for text in texts), texts
     assert sum(bool(re.search(r"\de-0\d", text)) for text in texts) >= 6  # most verdicts print such a number
+
+
+def test_every_kind_of_annotation_is_said_once_whatever_came_before():
+    """Each kind has its own once-key: a run that shows every kind gets every one, once."""
+    steps = [
+        (0, 1.0, {**kernel(1.0, top=2.0), "drift": 0.0}),
+        (1, 1.0, {**kernel(2.0, change=0.2, top=2.0), "drift": 1.0}),  # λ_min rose 100 %
+        (2, 5.0, {**kernel(0.4, change=1.5, top=2.0), "drift": 10.0}),  # spike, fell, moved, Weyl ≤ 0, jumped, uphill
+        (3, 1.0, {**kernel(-0.1, change=3.0, top=2.0), "drift": 11.0}),  # non-positive
+        (4, 9.0, {**kernel(-0.2, change=4.0, top=2.0), "drift": 40.0}),  # all of it again: nothing new
+    ]
+    out = said(steps)
+    seen = [kind for _, kind in kinds(out) if kind != "loss_rose"]  # a rise between probes is said at each one
+    assert sorted(seen) == sorted(set(seen)), seen  # none twice
+    assert {"lambda_rose", "loss_spike", "lambda_fell", "kernel_moved", "weyl_negative", "drift_jumped",
+            "drift_uphill", "lambda_nonpositive"} <= set(seen), seen
