@@ -26,10 +26,10 @@ from engine.ntk import empirical_ntk
 def spectrum_ends(kernel: torch.Tensor) -> tuple[float, float]:
     """(λ_min, λ_max) of a symmetric kernel, in float64 (NaN for a kernel with NaN or inf).
 
-    The whole spectrum by LAPACK through scipy, which at N = 1000 takes half of torch's
-    eigvalsh here. Lanczos for the two ends is no cheaper: K_N's condition number (~1e7 on
-    mnist) and its nearly equal smallest eigenvalues cost a shift-invert Lanczos some 60
-    Cholesky solves (bench/spectrum_bench.py).
+    The whole spectrum by LAPACK through scipy, which at N = 1000 takes 0.6 to 0.7 of the time
+    of torch's eigvalsh here. Lanczos for the two ends is no cheaper: K_N's condition number
+    (~1e7 on mnist) and its nearly equal smallest eigenvalues cost a shift-invert Lanczos some
+    50 Cholesky solves (bench/spectrum_bench.py).
     """
     k = kernel.detach().double().cpu().numpy()
     if not np.isfinite(k).all():

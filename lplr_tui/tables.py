@@ -8,7 +8,7 @@ import math
 from rich import box
 from rich.table import Table
 
-from engine.analysis import mean_summary
+from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, mean_summary
 from engine.config import short_float
 from engine.record import Record
 
@@ -231,7 +231,7 @@ def advice_rows(advice: list) -> list[list[str]]:
 ADVICE_HEADERS = ["run", "η", "β", "1/β", "2/β", "at initialisation"]
 
 
-SHORT_CLASS = {"inside the theorem": "inside", "stable, outside the theorem": "outside", "unstable": "unstable"}
+SHORT_CLASS = {INSIDE: "inside", OUTSIDE: "outside", UNSTABLE: "unstable"}
 
 
 def advice_lines(advice: list, compact: bool = False) -> list[str]:

@@ -30,7 +30,7 @@ class NTKProbe(Probe):
             self.kernel0 = kernel if state.epoch == 0 else self.kernel(at(state.model, state.theta0), state)
         # ‖K_t − K_0‖₂ of a symmetric matrix: its largest |eigenvalue| (eigvalsh: half an SVD's cost)
         change = float(torch.linalg.eigvalsh(kernel - self.kernel0).abs().max()) if self.kernel0 is not None else float("nan")
-        eig = torch.linalg.eigvalsh(kernel.double())
+        eig = torch.linalg.eigvalsh(kernel)  # empirical_ntk's kernel is float64 already
         return {"ntk_lambda_min": float(eig[0]), "ntk_lambda_max": float(eig[-1]), "ntk_change": change}
 
     def kernel(self, model: torch.nn.Module, state: TrainState) -> torch.Tensor | None:
