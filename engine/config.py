@@ -44,8 +44,10 @@ def above(low: float) -> Rule:
     return Rule(lambda v: v > low, f"must be > {low:g}")
 
 
-def at_least(low: float) -> Rule:
-    return Rule(lambda v: v >= low, f"must be >= {low:g}")
+def between(low: int, high: int) -> Rule:
+    """An integer in [low, high]: the upper bound keeps a typo (1e12 for 1e2) from reaching
+    the allocator; the memory estimate at preflight judges what fits."""
+    return Rule(lambda v: low <= v <= high, f"must be an integer in [{low:_}, {high:_}]")
 
 
 def within(low: float, high: float) -> Rule:
@@ -56,12 +58,17 @@ def fraction() -> Rule:
     return Rule(lambda v: 0.0 <= v <= 1.0, "must be a fraction in [0, 1]")
 
 
+TEXT_LIMIT = 20_000  # description and guide text: shown as text, never as markup; bounded
+
 DEVICE = Rule(
     lambda v: v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v) is not None,
     'must be "auto", "cpu", "cuda" or "cuda:N"',
 )
 NON_EMPTY = Rule(lambda v: len(v) > 0, "must be a non-empty list of integers")
-WIDTHS = Rule(lambda v: len(v) > 0 and min(v) >= 1, "must be a non-empty list of integers >= 1")
+MAX_WIDTH = 1_048_576
+MAX_EPOCHS = 100_000_000
+MAX_INPUTS = 10_000_000
+WIDTHS = Rule(lambda v: len(v) > 0 and 1 <= min(v) and max(v) <= MAX_WIDTH, f"must be a non-empty list of integers in [1, {MAX_WIDTH:_}]")
 
 
 def key(default: Any, rule: Rule | None = None, doc: str = "") -> Any:
@@ -81,18 +88,18 @@ class DataSpec:
     source: str = key("mnist-3v8", one_of("mnist-3v8", "cifar10-5", "synthetic"))
     root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live")
     download: bool = key(False, doc="let torchvision download the data set when it is not under root")
-    n_train: int = key(1000, at_least(2))
+    n_train: int = key(1000, between(2, MAX_INPUTS))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     kind: str = key("mlp", one_of("mlp", "resnet-gn"))
-    width: int = key(128, at_least(1))
+    width: int = key(128, between(1, MAX_WIDTH))
     widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry)")
-    depth: int = key(4, at_least(1), "number of hidden layers")
+    depth: int = key(4, between(1, 1000), "number of hidden layers")
     beta: float = key(1.0, above(0), "Softplus sharpness")
-    base_width: int = key(16, at_least(1), "resnet-gn: channels of the first stage (then x2, x4)")
-    groups: int = key(8, at_least(1), "resnet-gn: GroupNorm groups")
+    base_width: int = key(16, between(1, 4096), "resnet-gn: channels of the first stage (then x2, x4)")
+    groups: int = key(8, between(1, 4096), "resnet-gn: GroupNorm groups")
 
 
 @dataclass(frozen=True)
@@ -101,27 +108,27 @@ class OptimSpec:
     lr: float = key(1e-3, above(0), "the (base) step size")
     momentum: float = key(0.0, within(0.0, 1.0), "heavy-ball momentum; 0 is plain gradient descent")
     schedule: str = key("constant", one_of("constant", "cosine"), "cosine: lr·(1 + cos(π·epoch/epochs))/2")
-    batch_size: int = key(128, at_least(1), "sgd: inputs per step")
+    batch_size: int = key(128, between(1, MAX_INPUTS), "sgd: inputs per step")
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    epochs: int = key(3000, at_least(1))
+    epochs: int = key(3000, between(1, MAX_EPOCHS))
     seeds: list[int] = key([0], NON_EMPTY)
     device: str = key("auto", DEVICE)
     diverge_factor: float = key(1e6, above(1), "loss above this multiple of the first loss: diverged")
-    checkpoint_every: int = key(500, at_least(0), "epochs between checkpoints (0: only when interrupted)")
+    checkpoint_every: int = key(500, between(0, MAX_EPOCHS), "epochs between checkpoints (0: only when interrupted)")
     tf32: bool = key(False, doc="CUDA: let float32 matmuls and convolutions use TF32 (faster, ~1e-3 relative)")
 
 
 @dataclass(frozen=True)
 class ProbesSpec:
-    every: int = key(10, at_least(0), "epochs between probes of drift and NTK (0: no such probes)")
-    ntk_subset: int = key(100, at_least(1), "n, the size of the fixed NTK probe subset")
+    every: int = key(10, between(0, MAX_EPOCHS), "epochs between probes of drift and NTK (0: no such probes)")
+    ntk_subset: int = key(100, between(1, 100_000), "n, the size of the fixed NTK probe subset")
     ntk_seed: int = key(0)
-    micro_batch: int = key(0, at_least(0), "inputs per pass of the full-set diagnostics (0: all at once)")
-    theory_every: int = key(0, at_least(0), "epochs between the sharpness probes, β = λ_max(∇²L) (0: never)")
-    ntk_full_every: int = key(0, at_least(0), "epochs between the full-set NTK spectra, λ_min and λ_max of K_N (MLP only; 0: never)")
+    micro_batch: int = key(0, between(0, MAX_INPUTS), "inputs per pass of the full-set diagnostics (0: all at once)")
+    theory_every: int = key(0, between(0, MAX_EPOCHS), "epochs between the sharpness probes, β = λ_max(∇²L) (0: never)")
+    ntk_full_every: int = key(0, between(0, MAX_EPOCHS), "epochs between the full-set NTK spectra, λ_min and λ_max of K_N (MLP only; 0: never)")
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,7 @@ class GuideSpec:
     """The guide's text and the thresholds of the verdicts and live annotations (each defined
     in docs/diagnostics.md). They are fixed before a run, never tuned to make a verdict pass."""
 
-    text: str = key("", doc="what the experiment tests and what to watch, in words")
+    text: str = key("", Rule(lambda v: len(v) <= TEXT_LIMIT, f"must be at most {TEXT_LIMIT} characters"), "what the experiment tests and what to watch, in words")
     decay_margin: float = key(10.0, above(0), "verdict: BIC difference by which a decay model must win (10: very strong)")
     sufficient_decrease: float = key(0.99, fraction(), "verdict: share of steps where L_t+1 <= L_t - (η/2)|∇L_t|² must hold")
     kernel_change: float = key(0.5, above(0), "annotate / verdict: |K_t - K_0|₂ / |K_0|₂ at most (lazy training)")
@@ -236,6 +243,21 @@ def find_preset(name_or_path: str) -> Path:
     maybe = f' (did you mean "{hint[0]}"?)' if hint else ""
     known = ", ".join(presets) or "none found"
     raise ConfigError("--preset", name_or_path, f"unknown preset{maybe}; known presets: {known}")
+
+
+def shadowed(name: str, path: Path) -> Path | None:
+    """The bundled preset that `path` (found for `name`) hides, if any."""
+    bundled = bundled_presets_dir() / f"{name}.toml"
+    if bundled.is_file() and path.resolve() != bundled.resolve():
+        return bundled
+    return None
+
+
+def preset_origin(name_or_path: str) -> str:
+    """Which file a preset name or path reads, and the bundled preset it shadows, in words."""
+    path = find_preset(name_or_path)
+    hidden = shadowed(name_or_path, path) if path.stem == name_or_path else None
+    return f"read from {path}" + (f" (a local preset that shadows the bundled {hidden})" if hidden else "")
 
 
 def read_preset(path: Path) -> dict:
@@ -366,6 +388,19 @@ def build_table(table: str, values: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+# A plan's name goes into file names (run directories, summaries); a label is shown in every
+# table and screen. Neither may carry markup, control characters or path separators.
+NAME = Rule(
+    lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v) is not None,
+    "must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+LABEL = Rule(
+    lambda v: re.fullmatch(r"[\w .,:;=+\-*/%·()<>#@!?~^']{1,80}", v) is not None,
+    "must be 1-80 characters: letters, digits, spaces and . , : ; = + - * / % · ( ) < > # @ ! ? ~ ^ ' "
+    "(no brackets, braces, quotes, backslashes or control characters)",
+)
+
+
 def check_top_level(raw: dict, where: str) -> None:
     for name, value in raw.items():
         if name in TABLES:
@@ -374,6 +409,12 @@ def check_top_level(raw: dict, where: str) -> None:
             raise unknown_key(name, value, where)
         if name in ("name", "description", "label") and not isinstance(value, str):
             raise ConfigError(name, value, "must be a string", where)
+        if name == "name" and not NAME.check(value):
+            raise ConfigError(name, value, NAME.allowed, where)
+        if name == "label" and value and not LABEL.check(value):
+            raise ConfigError(name, value, LABEL.allowed, where)
+        if name == "description" and len(value) > TEXT_LIMIT:
+            raise ConfigError(name, value, f"must be at most {TEXT_LIMIT} characters", where)
     runs = raw.get("runs", [])
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise ConfigError("runs", runs, "must be an array of tables ([[runs]])", where)

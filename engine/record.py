@@ -23,8 +23,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from engine.atomic import replace_atomically
-from engine.errors import ConfigError, LplrError
+from engine.atomic import write_text_atomic
+from engine.errors import ConfigError, LplrError, show_value
 from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
 
@@ -78,15 +78,7 @@ class Record:
 
 def write_atomic(path: Path, data: dict) -> None:
     """Write TOML so that a reader (or a kill -9) only ever sees a whole file."""
-    text = dumps(data)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    replace_atomically(path, write, ".record-")
+    write_text_atomic(path, dumps(data))
 
 
 def dumps(data: dict) -> str:
@@ -139,6 +131,11 @@ def read_record(path: str | Path) -> Record:
         raise LplrError(f"no record at {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise LplrError(f"{path} is not a valid record: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LplrError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    problem = shape_problem(raw)
+    if problem:
+        raise LplrError(f"{path} is not a valid record: {problem}")
     return Record(
         run=raw.get("run", {}),
         spec=raw.get("spec", {}),
@@ -150,6 +147,33 @@ def read_record(path: str | Path) -> Record:
         annotations=raw.get("annotations", []),
         path=path,
     )
+
+
+TABLE_NAMES = ("run", "spec", "environment", "status", "summary", "verdict", "trajectory")
+
+
+def shape_problem(raw: dict) -> str:
+    """What makes parsed TOML unusable as a record ("" when nothing): the tables this program
+    reads must be tables, the trajectory's series lists of numbers, the annotations tables."""
+    for name in TABLE_NAMES:
+        if not isinstance(raw.get(name, {}), dict):
+            return f"[{name}] must be a table, not {show_value(raw[name])}"
+    for name, values in raw.get("trajectory", {}).items():
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return f"trajectory.{name} must be a list of numbers"
+    for name in ("state", "reason"):
+        if not isinstance(raw.get("status", {}).get(name, ""), str):
+            return f"status.{name} must be a string"
+    for name in ("plan", "label"):
+        if not isinstance(raw.get("run", {}).get(name, ""), str):
+            return f"run.{name} must be a string"
+    for name, verdict in raw.get("verdict", {}).items():
+        if not isinstance(verdict, dict):
+            return f"verdict.{name} must be a table"
+    annotations = raw.get("annotations", [])
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        return "annotations must be an array of tables"
+    return ""
 
 
 def find_records(paths: list[str | Path]) -> list[Path]:
@@ -176,12 +200,19 @@ def check_writable(results_dir: Path) -> None:
         raise ConfigError("--results", str(results_dir), f"must be a writable directory ({exc.strerror})") from None
 
 
+def slug(text: str, limit: int = 120) -> str:
+    """A file-name part made of text from presets and records: [A-Za-z0-9.=-_] only, no
+    leading dot, bounded; every path built from a name or label goes through here."""
+    safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", text.replace("η", "lr")).strip("_.")[:limit]
+    return safe or "unnamed"
+
+
 def new_run_dir(results_dir: Path, plan: str, index: int, label: str) -> Path:
     """A fresh directory that sorts by start time; an existing one is never reused."""
-    slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{plan}-{index + 1:02d}-{label}".replace("η", "lr")).strip("_")
+    slug_ = slug(f"{plan}-{index + 1:02d}-{label}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1000):
-        path = results_dir / (f"{stamp}-{slug}" + (f"-{attempt + 1}" if attempt else ""))
+        path = results_dir / (f"{stamp}-{slug_}" + (f"-{attempt + 1}" if attempt else ""))
         try:
             path.mkdir(parents=True)
             return path
@@ -265,13 +296,14 @@ class RecordWriter:
             write_atomic(record.path, record.to_dict())
             self.last_write[run] = time.monotonic()
 
-    def abandon(self, reason: str) -> None:
-        """The process ends now: mark live records interrupted with what they hold, write no more."""
+    def abandon(self, reason: str, state: str = INTERRUPTED) -> None:
+        """The process ends now, or the runner broke: mark live records `state` (interrupted or
+        failed) with the reason and what they hold, and write no more."""
         with self.lock:
             self.closed = True
             for record in self.records.values():
                 if record.status["state"] == RUNNING:
-                    record.status.update(state=INTERRUPTED, reason=reason)
+                    record.status.update(state=state, reason=reason)
                     if record.trajectory.epoch:
                         record.status["epochs_done"] = record.trajectory.epoch[-1]
                     write_atomic(record.path, record.to_dict())
@@ -297,11 +329,12 @@ def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dic
     """The plan's summary rows (label, state, record, summary), and a mean row when the plan
     reports one (Table 2), in one TOML file of its own."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(results_dir) / f"{stamp}-{plan}-summary.toml"
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(results_dir) / f"{stamp}-{slug(plan)}-summary.toml"
     for attempt in range(2, 1000):
-        if not path.exists():
+        if not os.path.lexists(path) and not os.path.lexists(path.with_suffix(".txt")):
             break
-        path = Path(results_dir) / f"{stamp}-{plan}-summary-{attempt}.toml"
+        path = Path(results_dir) / f"{stamp}-{slug(plan)}-summary-{attempt}.toml"
     extra = {"mean": mean} if mean is not None else {}
     write_atomic(path, {"plan": plan, **extra, "verdicts": verdicts or [], "runs": rows})
     return path

@@ -8,6 +8,7 @@ progress bar. Cancel is the only signal that travels upstream.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import queue
 import threading
@@ -20,14 +21,16 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from engine.checkpoint import CHECKPOINT_NAME, Start, load_checkpoint, save_checkpoint
-from engine.config import Spec, plan_runs, validate
+from engine.checkpoint import CHECKPOINT_NAME, Start, check_fits, load_checkpoint, save_checkpoint
+from engine.config import LABEL, NAME, Spec, plan_runs, validate
 from engine.data import Dataset, load_data
 from engine.errors import ConfigError, LplrError
 from engine.events import (
-    FAILED, FINISHED, INTERRUPTED, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured,
+    FAILED, FINISHED, INTERRUPTED, EpochMeasured, Notice, PlanFinished, PlanStarted, ProbeMeasured,
     RunFinished, RunStarted,
 )
+from engine import footprint
+from engine.lock import RunLock
 from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
 from engine.annotations import Annotator
@@ -84,6 +87,7 @@ def environment(device: torch.device, data: Dataset) -> dict:
         "device_name": device_name(device),
         "data_source": data.source,
         "data_detail": data.detail,
+        "data_sha256": data.sha256,
         "started": now(),
         "finished": "",
     }
@@ -106,26 +110,57 @@ class Runner:
         self._annotator: Annotator | None = None
         self._finished: list[dict] = []  # what the cross-run verdicts need, per finished run
         self._resume: tuple[Path, Record] | None = None
+        self._start: Start | None = None  # the resumed run's checkpoint, checked at preflight
+        self._locks: dict[int, RunLock] = {}
+        self._cancel_reason = ""
+        self.said: list[str] = []  # what the user should read before the run (a lock taken over)
 
     @classmethod
-    def resume(cls, run_dir: str | Path) -> "Runner":
-        """A runner that continues the run in `run_dir` from its checkpoint, in place."""
+    def resume(cls, run_dir: str | Path, trust: bool = False) -> "Runner":
+        """A runner that continues the run in `run_dir` from its checkpoint, in place. A
+        directory another user owns is resumed only with `trust`: its checkpoint is loaded and
+        its files are rewritten."""
         run_dir = Path(run_dir).expanduser()
+        if not trust:
+            check_owner(run_dir)
         record = read_record(run_dir)
         if record.state == FINISHED:
             raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
         if not (run_dir / CHECKPOINT_NAME).is_file():
             raise LplrError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
         spec = validate(known_guide(record.spec), str(record.path))
-        runner = cls(dataclasses.replace(spec, name=record.run.get("plan", spec.name)), run_dir.parent)
-        runner.runs = [dataclasses.replace(runner.runs[0], label=record.label or runner.runs[0].label)]
+        plan = record.run.get("plan", spec.name)
+        if not isinstance(plan, str) or not NAME.check(plan):
+            raise ConfigError("[run] plan", plan, NAME.allowed, str(record.path))
+        label = record.run.get("label", "") or runner_label(spec)
+        if not LABEL.check(label):
+            raise ConfigError("[run] label", label, LABEL.allowed, str(record.path))
+        runner = cls(dataclasses.replace(spec, name=plan), run_dir.parent)
+        runner.runs = [dataclasses.replace(runner.runs[0], label=label)]
         runner._resume = (run_dir, record)
         return runner
 
-    def abandon(self, reason: str) -> None:
-        """For a process that must end at once: live records say interrupted, with what they hold."""
+    def abandon(self, reason: str, state: str = INTERRUPTED) -> None:
+        """For a process that must end at once: live records say `state` (interrupted), with
+        the reason and what they hold; their locks are released."""
         if self.writer is not None:
-            self.writer.abandon(reason)
+            self.writer.abandon(reason, state)
+        self.release_locks()
+
+    def release_locks(self) -> None:
+        for index in list(self._locks):
+            self._locks.pop(index).release()
+
+    def stop(self, reason: str, timeout: float = 60.0) -> bool:
+        """Cancel, wait up to `timeout` s for the run to stop at an epoch's end (its checkpoint
+        and interrupted record written), else abandon it. True when it stopped by itself."""
+        self.cancel(reason)
+        self.join(timeout)
+        if self._thread.is_alive():
+            self.abandon(f"{reason}; the run did not stop within {timeout:g} s")
+            return False
+        self.release_locks()  # a preflight's lock on a resumed run that never started
+        return True
 
     # ------------------------------------------------------------ control
 
@@ -134,9 +169,28 @@ class Runner:
         self._devices = [resolve_device(run.train.device) for run in self.runs]
         if self.results_dir is not None:
             check_writable(self.results_dir)
+        for run, device in zip(self.runs, self._devices):
+            footprint.check_fits(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "")
         for run in self.runs:
             if (run.data, run.model.kind) not in self._data:
                 self._data[run.data, run.model.kind] = load_data(run.data, run.model.kind)
+        if self._resume is not None and 0 not in self._locks:
+            self._lock_resumed()
+
+    def _lock_resumed(self) -> None:
+        """The resumed directory is this process's from here on; its checkpoint must be a
+        checkpoint of this run's model (else the lock is let go)."""
+        run_dir, record = self._resume
+        self._locks[0], said = RunLock.acquire(run_dir)
+        try:
+            start = load_checkpoint(run_dir)
+            check_fits(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
+        except BaseException:
+            self.release_locks()
+            raise
+        self._start = start
+        if said:
+            self.said.append(f"{run_dir}: {said}")
 
     def advise(self) -> list:
         """The step-size advice for every run of the plan (after preflight)."""
@@ -148,7 +202,10 @@ class Runner:
             self.preflight()
         self._thread.start()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """Stop at the next epoch; the first reason given is the one the records keep."""
+        if not self._cancel.is_set():
+            self._cancel_reason = reason
         self._cancel.set()
 
     @property
@@ -156,7 +213,8 @@ class Runner:
         return self._cancel.is_set()
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a runner that never started has nothing to wait for
+            self._thread.join(timeout)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -198,10 +256,16 @@ class Runner:
             verdicts = tuple(judge_plan(self._finished, self.spec.to_dict()))
             final = PlanFinished(FINISHED, verdicts=verdicts)
             if self.cancelled:
-                final = PlanFinished(INTERRUPTED, "cancelled by the user", verdicts)
+                final = PlanFinished(INTERRUPTED, self._cancel_reason, verdicts)
         except BaseException as exc:  # a sink failed (disk full?): say so instead of hanging consumers
-            final = PlanFinished(FAILED, f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc} ({where(exc)})"
+            final = PlanFinished(FAILED, reason)
+            try:  # the records of a run that was live must not keep saying "running"
+                self.abandon(f"the runner failed: {reason}", FAILED)
+            except BaseException:
+                pass
         finally:
+            self.release_locks()
             self.events.put(final)
 
     def _run_one(self, index: int, spec: Spec) -> None:
@@ -221,26 +285,66 @@ class Runner:
             resumed_from=start.epoch, trajectory=prior.to_dict(),
         ))
         save = (lambda state: save_checkpoint(run_dir, state)) if run_dir else None
+        for text in self.said if self._resume is not None else []:
+            self._emit(Notice(index, start.epoch, text))
         try:
             outcome = train(model, spec, data, self._emit, self._cancel, index, start, save)
         except Exception as exc:
             last_epoch = self._trajectory.epoch[-1] if self._trajectory.epoch else 0
             outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc} ({where(exc)})", last_epoch)
+        if outcome.state == INTERRUPTED:
+            outcome = dataclasses.replace(outcome, reason=f"{self._cancel_reason}: {outcome.reason}")
         raw = spec.to_dict()
-        summary, verdicts = judge(self._trajectory, raw, params, outcome.state)
+        try:
+            summary, verdicts = judge(self._trajectory, raw, params, outcome.state)
+        except Exception as exc:  # the measurements stay in the record; the run says why it has no verdicts
+            summary, verdicts = {"params": params}, []
+            outcome = Outcome(FAILED, f"the analysis failed: {type(exc).__name__}: {exc} ({where(exc)})", outcome.epochs_done)
         if outcome.state == FINISHED:
             self._finished.append(plan_entry(spec.label, raw, summary, verdicts))
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
+        if index in self._locks:
+            self._locks.pop(index).release()
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
         """A fresh run (new directory, epoch 0) or the resumed one (its checkpoint, its past)."""
         if self._resume is not None:
             run_dir, record = self._resume
-            start = load_checkpoint(run_dir)
+            start = self._start if self._start is not None else load_checkpoint(run_dir)
             model.load_state_dict(start.model)
             return start, record.trajectory.before(start.epoch), run_dir
         run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
+        if run_dir is not None:
+            self._locks[index], _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
         return Start(), Trajectory(), run_dir
+
+
+def runner_label(spec: Spec) -> str:
+    return plan_runs(spec)[0].label
+
+
+def check_owner(run_dir: Path) -> None:
+    """A run directory, record or checkpoint owned by another user is not resumed unasked."""
+    uid = os.getuid()
+    for path in (run_dir, run_dir / "record.toml", run_dir / CHECKPOINT_NAME):
+        try:
+            owner = path.lstat().st_uid
+        except OSError:
+            continue
+        if owner != uid:
+            raise LplrError(
+                f"--resume {run_dir}: {path.name} belongs to {user_name(owner)}, not to you; resuming loads "
+                "its checkpoint and rewrites its files: give --trust if you trust it"
+            )
+
+
+def user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def known_guide(raw: dict) -> dict:

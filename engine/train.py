@@ -179,7 +179,7 @@ def train(
         if cancelled:
             if save:
                 save(loop.snapshot(epoch))
-            return Outcome(INTERRUPTED, f"cancelled at epoch {epoch}", epoch)
+            return Outcome(INTERRUPTED, f"stopped at epoch {epoch}", epoch)
         if saving:
             save(loop.snapshot(epoch))
         loss = full_set_gradient(model, data, spec.probes.micro_batch)

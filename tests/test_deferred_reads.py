@@ -104,7 +104,7 @@ def test_a_cancel_between_reads_keeps_the_pending_epochs_and_resumes_bit_for_bit
     list(runner.iter_events())
     cut_dir = runner.record_paths[0].parent
     cut = read_record(cut_dir)
-    assert cut.state == "interrupted" and cut.status["reason"] == "cancelled at epoch 14"
+    assert cut.state == "interrupted" and cut.status["reason"] == "cancelled by the user: stopped at epoch 14"
     assert cut.trajectory.epoch == list(range(14))
     monkeypatch.setattr(train_module.Loop, "step", step)
     resumed = engine.Runner.resume(cut_dir)

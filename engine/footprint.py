@@ -1,0 +1,139 @@
+"""What a run will hold in memory, estimated before it starts, against what the device has free.
+
+The estimate is a lower bound built from the tensors a run cannot do without:
+
+- data: the training set, x and y in float32;
+- parameters: θ, its gradient, θ_0, the momentum buffer and a checkpoint's copy, in float32;
+- activations: what one forward pass keeps for the backward pass, for the largest number of
+  inputs taken at once (the step's batch, or the full-set diagnostics' micro-batch);
+- NTK subset: the n·k × n·k kernel K_t in float64, with K_0 and one work copy, plus the MLP's
+  per-layer features (or the CNN's Jacobian, n·k × P in float64);
+- full-set kernel: the same for all N inputs, when `probes.ntk_full_every` asks for it.
+
+Training, the subset NTK and the full-set kernel do not overlap in time, so the run needs
+data + parameters + the largest of the other three. A plan is refused when one of its runs
+needs more than is free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.config import Spec
+from engine.errors import ConfigError
+from engine.data import SHAPES
+from engine.models import MLP, ResNetGN
+
+FLOAT32, FLOAT64 = 4, 8
+
+
+def parameter_count(spec: Spec) -> int:
+    """P, counted on the meta device: nothing is allocated or initialised."""
+    shape, k = SHAPES[spec.model.kind]
+    with torch.device("meta"):
+        if spec.model.kind == "resnet-gn":
+            model = ResNetGN(shape[0], k, spec.model.base_width, spec.model.groups)
+        else:
+            model = MLP(shape[0], spec.model.width, spec.model.depth, k, spec.model.beta)
+    return sum(p.numel() for p in model.parameters())
+
+
+def activations_per_input(spec: Spec) -> int:
+    """Floats one input keeps for the backward pass: the MLP's pre-activations and outputs per
+    hidden layer; the CNN's stem (3 maps) and ~6 maps per block at each stage's resolution."""
+    shape, _ = SHAPES[spec.model.kind]
+    if spec.model.kind == "resnet-gn":
+        c, pixels = spec.model.base_width, shape[1] * shape[2]
+        return 3 * c * pixels + 2 * 6 * (c * pixels + 2 * c * pixels // 4 + 4 * c * pixels // 16)
+    return math.prod(shape) + 2 * spec.model.width * spec.model.depth
+
+
+def kernel_bytes(inputs: int, spec: Spec, params: int) -> int:
+    """The NTK on `inputs` inputs: three n·k × n·k float64 matrices, and what builds them."""
+    shape, k = SHAPES[spec.model.kind]
+    rows = inputs * k
+    kernels = 3 * rows * rows * FLOAT64
+    if spec.model.kind == "resnet-gn":
+        return kernels + rows * params * FLOAT64  # J, n·k × P
+    features = inputs * (math.prod(shape) + spec.model.width * spec.model.depth * (1 + k))
+    return kernels + features * FLOAT64
+
+
+@dataclass(frozen=True)
+class Footprint:
+    parts: dict  # what -> bytes
+    keys: dict  # what -> the spec key that sets its size
+
+    @property
+    def total(self) -> int:
+        fixed = self.parts["data"] + self.parts["parameters"]
+        return fixed + max(v for name, v in self.parts.items() if name not in ("data", "parameters"))
+
+    @property
+    def largest(self) -> str:
+        return max(self.parts, key=self.parts.get)
+
+
+def estimate(spec: Spec) -> Footprint:
+    shape, k = SHAPES[spec.model.kind]
+    n, params = spec.data.n_train, parameter_count(spec)
+    step_rows = spec.optim.batch_size if spec.optim.kind == "sgd" else n
+    rows = max(min(step_rows, n), spec.probes.micro_batch or n)
+    parts = {
+        "data": n * (math.prod(shape) + k) * FLOAT32,
+        "parameters": 5 * params * FLOAT32,
+        "activations": rows * activations_per_input(spec) * FLOAT32,
+        "NTK subset": kernel_bytes(spec.probes.ntk_subset, spec, params) if spec.probes.every else 0,
+        "full-set kernel": kernel_bytes(n, spec, params) if spec.probes.ntk_full_every and spec.model.kind == "mlp" else 0,
+    }
+    width = "model.base_width" if spec.model.kind == "resnet-gn" else "model.width"
+    keys = {
+        "data": "data.n_train", "parameters": width, "activations": "probes.micro_batch" if spec.probes.micro_batch else "data.n_train",
+        "NTK subset": "probes.ntk_subset", "full-set kernel": "probes.ntk_full_every",
+    }
+    return Footprint(parts, keys)
+
+
+def free_bytes(device: torch.device) -> int:
+    """What the device can still give: CUDA's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return ""
+
+
+def check_fits(spec: Spec, device: torch.device, free: int, label: str = "") -> Footprint:
+    """The run's footprint, or a ConfigError naming the largest part's key when it exceeds `free`."""
+    footprint = estimate(spec)
+    if footprint.total <= free:
+        return footprint
+    largest = footprint.largest
+    key = footprint.keys[largest]
+    value = spec
+    for part in key.split("."):
+        value = getattr(value, part)
+    listed = ", ".join(f"{name} {size(b)}" for name, b in footprint.parts.items() if b)
+    who = f"run {label}: " if label else ""
+    raise ConfigError(
+        key, value,
+        f"{who}the run needs at least {size(footprint.total)} on {device} ({listed}) but {size(free)} is free; "
+        f"the {largest} is the largest part",
+    )
