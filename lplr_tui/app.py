@@ -22,6 +22,7 @@ from lplr_tui.screens.summary import SummaryScreen
 from lplr_tui.tables import rows_of
 
 DRAIN_EVERY = 0.1  # seconds between queue drains
+STOP_TIMEOUT = 60.0  # seconds a run may take to reach its epoch's end when the app ends
 DRAIN_AT_MOST = 5000  # events per drain, so a fast GPU run cannot starve the keyboard
 
 
@@ -67,7 +68,7 @@ class LplrApp(App):
                 return
             self.plan.handle(event)
             if isinstance(event, PlanFinished):
-                self.notify(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""))
+                self.notify(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""), markup=False)
 
     @property
     def live(self) -> bool:
@@ -84,9 +85,13 @@ class LplrApp(App):
         if not runs:
             self.notify("nothing to export yet", severity="warning")
             return
-        self.exported = export_plan(self.results_dir, self.plan.name, rows_of(runs), [r.run_dir for r in runs], self.plan.verdicts)
+        try:
+            self.exported = export_plan(self.results_dir, self.plan.name, rows_of(runs), [r.run_dir for r in runs], self.plan.verdicts)
+        except OSError as exc:
+            self.notify(f"export failed: {self.results_dir}: {exc.strerror or exc}", severity="error", markup=False)
+            return
         summary, text = self.exported
-        self.notify(f"summary: {summary}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10)
+        self.notify(f"summary: {summary}\n{text}\nrecords: {Path(runs[0].run_dir).parent}/", timeout=10, markup=False)
 
     def show_table(self) -> None:
         self.push_screen(SummaryScreen(self.plan))
@@ -117,11 +122,11 @@ class LplrApp(App):
         self.push_screen(ConfirmQuit(), answered)
 
     def stop_and_exit(self) -> None:
-        self.stop_runner()
+        self.stop_runner("the user quit the app")
         self.exit()
 
-    def stop_runner(self) -> None:
-        """Cancel, and let the runner write its interrupted record before the process ends."""
+    def stop_runner(self, reason: str = "the app ended", timeout: float = STOP_TIMEOUT) -> None:
+        """Cancel, and let the runner write its interrupted record before the process ends; a
+        run that does not stop in time is abandoned (its record says interrupted, and why)."""
         if self.runner is not None:
-            self.runner.cancel()
-            self.runner.join(timeout=60)
+            self.runner.stop(reason, timeout)

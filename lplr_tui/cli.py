@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from engine.config import available_presets, load_spec, parse_override, preset_description
+from engine.config import available_presets, load_spec, parse_override, preset_description, preset_origin, shadowed
 from engine.errors import LplrError
 from engine.events import FAILED, INTERRUPTED, PlanFinished
 from engine.record import find_records, read_record
@@ -42,7 +46,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LplrError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -65,10 +69,53 @@ def root(
     from lplr_tui.app import LplrApp  # textual loads only for the app
 
     tui = LplrApp(results, common_overrides(data_dir, device))
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        """SIGTERM / SIGHUP: the live run stops at its epoch's end and says why; the app exits.
+        A second signal ends the process at once, the records marked interrupted first."""
+        received.append(signum)
+        reason = f"{signal.Signals(signum).name}: {SIGNAL_WORDS[signum]}"
+        if len(received) > 1:
+            if tui.runner is not None:
+                tui.runner.abandon(f"{reason}, twice: stopped at once, before the epoch ended")
+            os._exit(SIGNALS[received[0]])
+        if tui.runner is not None:
+            tui.runner.cancel(reason)
+        # Nothing of Textual's is touched here (the handler may have interrupted its own code):
+        # the exit is queued on its event loop, and a watchdog ends the process should the app
+        # hang on a terminal that is gone, once the run has stopped and its record is written.
+        threading.Thread(target=exit_after_stop, args=(tui, reason, SIGNALS[signum]), daemon=True).start()
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(functools.partial(tui.exit, return_code=SIGNALS[signum]))
+        except RuntimeError:  # the app's loop is not running (yet, or any more)
+            pass
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    reason = "the app ended"
     try:
         tui.run()
+    except BaseException as exc:
+        reason = f"the app failed ({type(exc).__name__}: {exc})"
+        raise
     finally:  # whatever ended the app, the run's record must say so
-        tui.stop_runner()
+        tui.stop_runner(reason)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise typer.Exit(SIGNALS[received[0]])
+
+
+EXIT_GRACE = 10.0  # seconds the app gets to exit by itself after a signal once its run has stopped
+
+
+def exit_after_stop(tui, reason: str, code: int) -> None:
+    """After SIGTERM/SIGHUP: stop the run (record interrupted), then give the app EXIT_GRACE
+    seconds to restore the terminal and exit, else end the process."""
+    if tui.runner is not None:
+        tui.runner.stop(reason)
+    time.sleep(EXIT_GRACE)
+    os._exit(code)
 
 
 def common_overrides(data_dir: Optional[str], device: Optional[str]) -> dict:
@@ -94,12 +141,19 @@ def run(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N" (sets train.device)'),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from its directory"),
+    trust: bool = typer.Option(False, "--trust", help="with --resume: resume a run directory that another user owns"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
-    runner = resumed_runner(resume, preset, overrides, data_dir, device) if resume else new_runner(
+    if trust and not resume:
+        raise LplrError("--trust: only with --resume RUN_DIR (it allows resuming a directory another user owns)")
+    runner = resumed_runner(resume, preset, overrides, data_dir, device, trust) if resume else new_runner(
         preset, overrides, results, data_dir, device
     )
     runner.preflight()
+    if preset is not None:
+        err.print(f"preset {preset}: {preset_origin(preset)}", markup=False, soft_wrap=True)
+    for line in runner.said:
+        err.print(line, markup=False, soft_wrap=True)
     final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
     print_tables(records, f"{runner.spec.name}: summary")
@@ -136,13 +190,14 @@ def new_runner(preset, overrides, results, data_dir, device) -> Runner:
     return Runner(load_spec(preset, spec_values(overrides, data_dir, device)), results)
 
 
-def resumed_runner(resume, preset, overrides, data_dir, device) -> Runner:
+def resumed_runner(resume, preset, overrides, data_dir, device, trust: bool = False) -> Runner:
     if preset or overrides or data_dir or device:
         raise LplrError("--resume: continues a run exactly as it was specified; give no --preset, --set, --data-dir or --device")
-    return Runner.resume(resume)
+    return Runner.resume(resume, trust)
 
 
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "asked to terminate", signal.SIGHUP: "the terminal hung up"}
 
 
 def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
@@ -154,7 +209,7 @@ def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) == 1:
-            runner.cancel()
+            runner.cancel(f"{name}: {SIGNAL_WORDS[signum]}")
             err.print(f"{name}: stopping at the next epoch (checkpoint saved, record says interrupted); again to quit now")
             return
         runner.abandon(f"{name} twice: stopped at once, before the epoch ended")
@@ -169,6 +224,9 @@ def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
                 display.handle(event)
                 final = event if isinstance(event, PlanFinished) else final
         runner.join()
+    except BaseException as exc:  # the display broke (a lost terminal...): the records say so
+        runner.stop(f"the progress display failed ({type(exc).__name__}: {exc})")
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -179,7 +237,7 @@ def exit_code(final: PlanFinished, records: list) -> int:
     if final.state == INTERRUPTED:
         return 130
     if final.state == FAILED or any(r.state == FAILED for r in records):
-        err.print(f"[red]failed:[/] {final.reason or 'a run failed: see its record'}")
+        err.print(Text.assemble(("failed:", "red"), f" {final.reason or 'a run failed: see its record'}"), soft_wrap=True)
         return 1
     return 0
 
@@ -209,7 +267,9 @@ def presets() -> None:
     table.add_column("description")
     table.add_column("file", overflow="fold")
     for name, path in available_presets().items():
-        table.add_row(name, preset_description(path), str(path))
+        hidden = shadowed(name, path)
+        where = str(path) + (f"\n(shadows the bundled {hidden})" if hidden else "")
+        table.add_row(Text(name), Text(preset_description(path)), Text(where, style="yellow" if hidden else ""))
     out.print(table)
 
 
@@ -221,13 +281,24 @@ def summary(
     """Read records back, recompute their summaries and verdicts from the trajectories with
     today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
     verdicts per run and across each plan)."""
-    records = [read_record(p) for p in find_records(paths)]
-    if not records:
-        raise LplrError(f"no records under {', '.join(map(str, paths))}")
-    for record in records:  # the stored [summary] and [verdict] may come from an older version
-        summary, verdicts = record.reanalyse()
+    found = find_records(paths)
+    records = []
+    for path in found:  # the stored [summary] and [verdict] may come from an older version
+        try:
+            record = read_record(path)
+            summary, verdicts = record.reanalyse()
+        except LplrError as exc:
+            err.print(Text.assemble(("skipped:", "yellow"), f" {exc}"), soft_wrap=True)
+            continue
+        except Exception as exc:  # a record that parses but that the analysis cannot take
+            err.print(Text.assemble(("skipped:", "yellow"), f" {path}: cannot be analysed ({type(exc).__name__}: {exc})"), soft_wrap=True)
+            continue
         record.summary = summary
         record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts}
+        records.append(record)
+    if not records:
+        none = "no readable records" if found else "no records"
+        raise LplrError(f"{none} under {', '.join(map(str, paths))}")
     print_tables(records, "summary (recomputed from the trajectories)")
     print_verdicts(records, plan_verdicts_of(records))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from engine.atomic import write_text_atomic
 from engine.record import RECORD_NAME, write_plan_summary
 from lplr_tui.tables import Row, plan_mean, summary_table, theory_table
 
@@ -24,5 +25,5 @@ def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[st
     for table in theory_table(plan, rows):
         console.print(table)
     text = path.with_suffix(".txt")
-    text.write_text(console.export_text(), encoding="utf-8")
+    write_text_atomic(text, console.export_text())
     return [path, text]

@@ -7,6 +7,7 @@ import math
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.events import EpochMeasured, PlanStarted, ProbeMeasured, RunFinished, RunStarted
@@ -51,7 +52,7 @@ class BarDisplay:
     def handle(self, event: object) -> None:
         if isinstance(event, RunStarted):
             self.tasks[event.run] = self.progress.add_task(
-                f"run {event.run + 1}/{event.of} {event.label}", total=event.spec["train"]["epochs"], loss="…", lam="…"
+                f"run {event.run + 1}/{event.of} {escape(event.label)}", total=event.spec["train"]["epochs"], loss="…", lam="…"
             )
         elif isinstance(event, EpochMeasured):
             self.progress.update(self.tasks[event.run], completed=event.epoch, loss=num(event.loss))

@@ -7,6 +7,7 @@ import math
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, mean_summary
 from engine.config import short_float
@@ -153,7 +154,7 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
 
 def rich_table(title: str, caption: str, columns: list[tuple[str, str, str]]) -> Table:
     table = Table(
-        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+        title=Text(title), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
         padding=(0, 1), caption=caption, caption_justify="left",
     )
     for header, _, fmt in columns:
@@ -173,7 +174,7 @@ def summary_table(title: str, rows: list[Row]) -> Table:
     table = rich_table(f"{title} (Table {2 if table2 else 1})", table_caption(rows), columns_for(rows))
     all_cells = table_rows(rows)
     for i, cells in enumerate(all_cells):
-        table.add_row(*cells, end_section=table2 and i == len(all_cells) - 2)
+        table.add_row(*map(Text, cells), end_section=table2 and i == len(all_cells) - 2)
     return table
 
 
@@ -213,7 +214,7 @@ def theory_table(title: str, rows: list[Row]) -> list[Table]:
     for name, caption, columns, cells in extra_tables(rows):
         table = rich_table(f"{title} ({name})", caption, columns)
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*map(Text, row))
         tables.append(table)
     return tables
 

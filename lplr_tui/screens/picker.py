@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,7 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, Static
 
-from engine.config import Spec, available_presets, load_spec, parse_override
+from engine.config import Spec, available_presets, load_spec, parse_override, shadowed
 from engine.errors import ConfigError, LplrError
 from engine.runner import Runner
 from lplr_tui.tables import advice_lines
@@ -99,7 +98,7 @@ class PickerScreen(Screen):
         with Horizontal():
             with Vertical(id="preset-pane"):
                 yield Label("experiments", classes="pane-title")
-                yield ListView(*(ListItem(Label(name), name=name) for name in self.presets), id="presets")
+                yield ListView(*(ListItem(Label(Text(name)), name=name) for name in self.presets), id="presets")
             with VerticalScroll(id="detail-pane", can_focus=False):
                 yield Static("", id="description")
                 for key, label in FIELDS:
@@ -131,7 +130,11 @@ class PickerScreen(Screen):
             self.spec = None
             self.show_error(exc)
             return
-        self.query_one("#description", Static).update(f"[b]{escape(name)}[/b]\n\n{escape(self.spec.description)}")
+        hidden = shadowed(name, self.presets[name])
+        origin = f"\n{self.presets[name]}: a local preset that shadows the bundled one" if hidden else ""
+        self.query_one("#description", Static).update(
+            Text.assemble((name, "bold"), (origin, "yellow"), "\n\n", self.spec.description)
+        )
         self.query_one("#guide", Static).update(Text(self.spec.guide.text.strip()))
         label = "widths m (one per run)" if self.spec.runs else "width m"
         if self.spec.model.kind == "resnet-gn":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,7 +25,7 @@ class SummaryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         self.rows = rows_of(self.plan.runs)
-        yield Static(f"[b]{escape(self.plan.name)}[/b]: summary (Table {2 if is_table2(self.rows) else 1})", id="summary-title")
+        yield Static(Text.assemble((self.plan.name, "bold"), f": summary (Table {2 if is_table2(self.rows) else 1})"), id="summary-title")
         with VerticalScroll(id="summary-pane"):
             yield DataTable(id="summary", zebra_stripes=True, cursor_type="row")
             yield Static(Text(table_caption(self.rows)), id="summary-caption")
@@ -48,4 +47,4 @@ class SummaryScreen(Screen):
 def fill(table: DataTable, columns: list, rows: list[list[str]]) -> None:
     table.add_columns(*(header.replace("\n", " ") for header, _, _ in columns))
     for cells in rows:
-        table.add_row(*cells)
+        table.add_row(*map(Text, cells))
