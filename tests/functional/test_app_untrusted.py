@@ -1,0 +1,127 @@
+"""The app with text from elsewhere (labels, names, reasons with markup) and the app's process
+ended by a signal, as a person's terminal would end it: on a real subprocess under tmux."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from engine.events import EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
+from engine.record import find_records, read_record
+from lplr_tui.app import LplrApp
+from lplr_tui.plan_view import PlanView
+from lplr_tui.screens.dashboard import DashboardScreen
+from lplr_tui.screens.summary import SummaryScreen
+from test_nothing_lost import COMMAND
+
+MARKUP = ["[/]", "[link=http://evil.example]click[/link]", "[bold]loud"]
+
+
+def fed_plan(name: str) -> PlanView:
+    """A finished plan whose labels, name and reasons are markup, as a tampered record holds."""
+    plan = PlanView()
+    spec = {"data": {"n_train": 10}, "optim": {"lr": 0.1}, "train": {"epochs": 3}}
+    plan.handle(PlanStarted(name, tuple(MARKUP), (3, 3, 3)))
+    for run, label in enumerate(MARKUP):
+        plan.handle(RunStarted(run, 3, label, spec, 10, {"device": "cpu"}, "/tmp/x"))
+        for epoch in range(4):
+            plan.handle(EpochMeasured(run, epoch, 1.0 / (epoch + 1), 0.5 / (epoch + 1)))
+            plan.handle(ProbeMeasured(run, epoch, {"drift": 0.1 * epoch, "ntk_lambda_min": 1.0}))
+        plan.handle(RunFinished(run, "failed", label, 3, {"params": 10}, "", [{"name": "x", "passed": False, "text": label}]))
+    plan.handle(PlanFinished("failed", MARKUP[0]))
+    return plan
+
+
+async def test_markup_from_a_record_is_shown_as_text_on_every_screen(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = LplrApp(tmp_path / "results")
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.watch_plan(fed_plan("[bold]plan"))
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, DashboardScreen)
+        screen_text = " ".join(str(w.render()) for w in app.screen.query("Label, Static"))
+        assert all(text in screen_text for text in MARKUP)
+        for key in ("n", "o", "x", "g"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        app.notify("[/] a reason", markup=False)
+        await pilot.press("t")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, SummaryScreen)
+        table = app.screen.query_one("#summary")
+        cells = [str(table.get_cell_at((row, 0))) for row in range(table.row_count)]
+        assert cells == MARKUP
+        assert "[bold]plan" in str(app.screen.query_one("#summary-title").render())
+        assert "[link=http://evil.example]click[/link]" in str(app.screen.query_one("#verdicts").render())
+        await pilot.press("e")  # the export notifies paths and the name: as text
+        await pilot.pause(0.5)
+        assert app.is_running and [p.suffix for p in app.exported] == [".toml", ".txt"]
+        assert "[bold]plan" in app.exported[1].read_text()
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+def app_in_tmux(tmp_path: Path, data_root: str) -> tuple[str, int]:
+    """The app started in a detached tmux session of its own, a plan running: (session, pid)."""
+    session = f"lplr-test-{uuid.uuid4().hex[:8]}"
+    command = " ".join(COMMAND + ["--results", str(tmp_path / "results"), "--data-dir", data_root, "--device", "cpu"])
+    pid_file = tmp_path / "pid"
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", f"echo $$ > {pid_file}; exec {command}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "experiments" not in tmux("capture-pane", "-t", session, "-p"):
+        time.sleep(0.2)
+    tmux("send-keys", "-t", session, "s")
+    while time.monotonic() < deadline and not list((tmp_path / "results").glob("*/record.toml")):
+        time.sleep(0.2)
+    while time.monotonic() < deadline and not epochs_recorded(tmp_path / "results"):
+        time.sleep(0.2)
+    return session, int(pid_file.read_text())
+
+
+def epochs_recorded(results: Path) -> int:
+    try:
+        return read_record(find_records([results])[0]).status["epochs_done"]
+    except Exception:  # not written yet
+        return 0
+
+
+def gone(pid: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_tmux
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "the terminal closes"])
+def test_a_signal_to_the_app_leaves_a_record_that_is_not_running(tmp_path, data_root, how):
+    session, pid = app_in_tmux(tmp_path, data_root)
+    try:
+        if how == "the terminal closes":
+            tmux("kill-session", "-t", session)  # the pane's terminal goes away: the kernel sends SIGHUP
+        else:
+            os.kill(pid, getattr(signal, how))
+        assert gone(pid), "the app did not exit"
+    finally:
+        tmux("kill-session", "-t", session)
+    record = read_record(find_records([tmp_path / "results"])[0])
+    assert record.state == "interrupted", record.status
+    expected = "SIGTERM: asked to terminate" if how == "SIGTERM" else "SIGHUP: the terminal hung up"
+    assert record.status["reason"].startswith(expected) and record.status["epochs_done"] > 0
+    assert (record.path.parent / "checkpoint.pt").is_file() and not (record.path.parent / "run.lock").exists()
