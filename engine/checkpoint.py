@@ -112,3 +112,16 @@ def check_fits(start: Start, model: torch.nn.Module, epochs: int, path: Path) ->
         raise CheckpointError(path, "theta0 does not have the model's parameter shapes")
     if start.epoch > epochs:
         raise CheckpointError(path, f"epoch = {start.epoch} is past the run's train.epochs = {epochs}")
+    for state in start.probes:
+        vector = state.get("vector")
+        if vector is not None and (not tensor_list(vector) or [tuple(t.shape) for t in vector] != shapes):
+            raise CheckpointError(path, "a probe's vector does not have the model's parameter shapes")
+    try:  # what the run will restore, tried first on throwaway objects
+        for generator_state in (start.rng, start.order):
+            if generator_state is not None:
+                torch.Generator().set_state(generator_state)
+        scratch = [torch.zeros_like(p) for p in model.parameters()]
+        torch.optim.SGD(scratch, lr=1.0, momentum=0.5).load_state_dict(start.optimiser)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        why = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(path, f"its generator or optimiser state cannot be restored ({type(exc).__name__}: {why})") from None

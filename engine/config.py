@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from engine.errors import ConfigError
+from engine.errors import CONTROL, ConfigError
 
 # ---------------------------------------------------------------- rules
 
@@ -363,6 +363,8 @@ def coerce(dotted: str, value: Any, typ: Any, where: str) -> Any:
     if typ is bool and isinstance(value, bool):
         return value
     if typ is str and isinstance(value, str):
+        if CONTROL.search(value):
+            raise ConfigError(dotted, value, "must not contain control characters", where)
         return value
     if typ == list[int] and isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return list(value)
@@ -395,7 +397,8 @@ NAME = Rule(
     "must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
 )
 LABEL = Rule(
-    lambda v: re.fullmatch(r"[\w .,:;=+\-*/%·()<>#@!?~^']{1,80}", v) is not None,
+    # plan_runs appends " seed=N" to the labels of a plan over seeds: a resumed run's spec has it
+    lambda v: re.fullmatch(r"[\w .,:;=+\-*/%·()<>#@!?~^']{1,80}( seed=-?\d{1,20})?", v) is not None,
     "must be 1-80 characters: letters, digits, spaces and . , : ; = + - * / % · ( ) < > # @ ! ? ~ ^ ' "
     "(no brackets, braces, quotes, backslashes or control characters)",
 )
@@ -409,6 +412,8 @@ def check_top_level(raw: dict, where: str) -> None:
             raise unknown_key(name, value, where)
         if name in ("name", "description", "label") and not isinstance(value, str):
             raise ConfigError(name, value, "must be a string", where)
+        if name == "description" and CONTROL.search(value):
+            raise ConfigError(name, value, "must not contain control characters", where)
         if name == "name" and not NAME.check(value):
             raise ConfigError(name, value, NAME.allowed, where)
         if name == "label" and value and not LABEL.check(value):

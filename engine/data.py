@@ -111,9 +111,12 @@ def read_cache(path: Path) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     if not path.is_file():
         return None, None, "missing"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy under the cache's name
+            return None, None, "not an .npz archive"
+        with loaded as z:
             images, labels = z["images"], z["labels"]
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except Exception as exc:  # damaged, truncated, a zip of something else: rebuilt, whatever it is
         return None, None, f"unreadable ({type(exc).__name__})"
     return images, labels, digit_problem(images, labels)
 

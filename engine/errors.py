@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 control characters but tab and newline: an ESC in a label could drive the terminal
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from files with its control characters written as \\xNN escapes."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 class LplrError(Exception):
     """Bad input from the user. The CLI prints the message alone and exits 2."""
@@ -31,8 +41,8 @@ def show_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         if len(value) > 80:  # a pasted essay: enough to recognise it
-            return f'"{value[:60]}…" ({len(value)} characters)'
-        return f'"{value}"'
+            return f'"{printable(value[:60])}…" ({len(value)} characters)'
+        return f'"{printable(value)}"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(show_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -76,9 +77,14 @@ def read_holder(path: Path) -> Holder | None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "r", encoding="utf-8") as fh:
             raw = json.loads(fh.read(4096))
-        return Holder(str(raw["host"]), int(raw["pid"]), str(raw.get("process_start", "")), str(raw.get("since", "")))
-    except (OSError, ValueError, KeyError, TypeError):
+        holder = Holder(str(raw["host"]), int(raw["pid"]), str(raw.get("process_start", "")), str(raw.get("since", "")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    plain = (  # the fields are shown to the user: only what this module writes passes
+        re.fullmatch(r"[A-Za-z0-9._-]{1,253}", holder.host) and holder.pid > 0
+        and re.fullmatch(r"[0-9]{0,20}", holder.process_start) and re.fullmatch(r"[0-9A-Za-z:.+-]{0,40}", holder.since)
+    )
+    return holder if plain else None
 
 
 class RunLock:

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import tomli_w
 
@@ -24,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from engine.atomic import write_text_atomic
-from engine.errors import ConfigError, LplrError, show_value
+from engine.errors import CONTROL, ConfigError, LplrError, show_value
 from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
 
@@ -173,7 +174,22 @@ def shape_problem(raw: dict) -> str:
     annotations = raw.get("annotations", [])
     if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
         return "annotations must be an array of tables"
+    for where, text in strings({k: v for k, v in raw.items() if k != "trajectory"}):
+        if CONTROL.search(text):
+            return f"{where} holds control characters"
     return ""
+
+
+def strings(value: object, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a parsed TOML value, with where it sits (run.label, status.notes[0]...)."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings(v, f"{where}[{i}]")
 
 
 def find_records(paths: list[str | Path]) -> list[Path]:

@@ -111,7 +111,8 @@ class Runner:
         self._finished: list[dict] = []  # what the cross-run verdicts need, per finished run
         self._resume: tuple[Path, Record] | None = None
         self._start: Start | None = None  # the resumed run's checkpoint, checked at preflight
-        self._locks: dict[int, RunLock] = {}
+        self._locks: dict[int, RunLock] = {}  # run index -> the lock on its directory
+        self._locks_guard = threading.Lock()  # the runner thread and a stopping main thread both release
         self._cancel_reason = ""
         self.said: list[str] = []  # what the user should read before the run (a lock taken over)
 
@@ -142,14 +143,18 @@ class Runner:
 
     def abandon(self, reason: str, state: str = INTERRUPTED) -> None:
         """For a process that must end at once: live records say `state` (interrupted), with
-        the reason and what they hold; their locks are released."""
+        the reason and what they hold. Their locks stay while the run's thread lives (it may
+        still save a checkpoint); a process that then ends leaves them stale, to be taken over."""
         if self.writer is not None:
             self.writer.abandon(reason, state)
-        self.release_locks()
+        if not self._thread.is_alive():
+            self.release_locks()
 
-    def release_locks(self) -> None:
-        for index in list(self._locks):
-            self._locks.pop(index).release()
+    def release_locks(self, index: int | None = None) -> None:
+        with self._locks_guard:
+            locks = [self._locks.pop(i) for i in list(self._locks) if index is None or i == index]
+        for lock in locks:
+            lock.release()
 
     def stop(self, reason: str, timeout: float = 60.0) -> bool:
         """Cancel, wait up to `timeout` s for the run to stop at an epoch's end (its checkpoint
@@ -181,8 +186,12 @@ class Runner:
         """The resumed directory is this process's from here on; its checkpoint must be a
         checkpoint of this run's model (else the lock is let go)."""
         run_dir, record = self._resume
-        self._locks[0], said = RunLock.acquire(run_dir)
+        lock, said = RunLock.acquire(run_dir)
+        with self._locks_guard:
+            self._locks[0] = lock
         try:
+            if read_record(run_dir).state == FINISHED:  # it finished while this process waited for it
+                raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
             start = load_checkpoint(run_dir)
             check_fits(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
         except BaseException:
@@ -303,8 +312,7 @@ class Runner:
         if outcome.state == FINISHED:
             self._finished.append(plan_entry(spec.label, raw, summary, verdicts))
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
-        if index in self._locks:
-            self._locks.pop(index).release()
+        self.release_locks(index)
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
         """A fresh run (new directory, epoch 0) or the resumed one (its checkpoint, its past)."""
@@ -315,7 +323,9 @@ class Runner:
             return start, record.trajectory.before(start.epoch), run_dir
         run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
         if run_dir is not None:
-            self._locks[index], _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
+            lock, _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
+            with self._locks_guard:
+                self._locks[index] = lock
         return Start(), Trajectory(), run_dir
 
 

@@ -18,24 +18,25 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.config import available_presets, load_spec, parse_override, preset_description, preset_origin, shadowed
-from engine.errors import LplrError
+from engine.errors import LplrError, printable
 from engine.events import FAILED, INTERRUPTED, PlanFinished
 from engine.record import find_records, read_record
 from engine.runner import Runner
 from lplr_tui.progress import display_for
 from lplr_tui.export import export_plan
 from engine.judge import judge_plan, plan_entry
-from lplr_tui.tables import advice_lines, record_verdicts, rows_of, summary_table, theory_table, verdict_lines
+from lplr_tui.tables import advice_lines, extra_tables, record_verdicts, rows_of, summary_table, table_rows, theory_table, verdict_lines
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Watch gradient descent stay (or not) in a locally Polyak-Łojasiewicz region.",
 )
-out = Console(highlight=False)
+# no highlighting and no :emoji: codes: text from presets and records is printed as it is
+out = Console(highlight=False, emoji=False)
 if not out.is_terminal:  # logs: wide enough that tables keep every column
-    out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False, emoji=False, width=160)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -46,7 +47,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LplrError as exc:
-            err.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
+            err.print(Text.assemble(("error:", "bold red"), f" {printable(str(exc))}"), soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -115,6 +116,8 @@ def exit_after_stop(tui, reason: str, code: int) -> None:
     if tui.runner is not None:
         tui.runner.stop(reason)
     time.sleep(EXIT_GRACE)
+    if tui.runner is not None:  # one started after the signal (the app was in preflight): marked too
+        tui.runner.abandon(reason)
     os._exit(code)
 
 
@@ -282,25 +285,34 @@ def summary(
     today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
     verdicts per run and across each plan)."""
     found = find_records(paths)
-    records = []
+    records, skipped = [], []
     for path in found:  # the stored [summary] and [verdict] may come from an older version
         try:
-            record = read_record(path)
-            summary, verdicts = record.reanalyse()
+            records.append(reanalysed(read_record(path)))
         except LplrError as exc:
-            err.print(Text.assemble(("skipped:", "yellow"), f" {exc}"), soft_wrap=True)
-            continue
-        except Exception as exc:  # a record that parses but that the analysis cannot take
-            err.print(Text.assemble(("skipped:", "yellow"), f" {path}: cannot be analysed ({type(exc).__name__}: {exc})"), soft_wrap=True)
-            continue
-        record.summary = summary
-        record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts}
-        records.append(record)
+            skipped.append(str(exc))
+        except Exception as exc:  # a record that parses but that the analysis or the tables cannot take
+            skipped.append(f"{path}: cannot be analysed ({type(exc).__name__}: {exc})")
+    if not records and len(skipped) == 1:
+        raise LplrError(skipped[0])  # the one record asked for: its problem is the error
+    for why in skipped:
+        err.print(Text.assemble(("skipped:", "yellow"), f" {printable(why)}"), soft_wrap=True)
     if not records:
         none = "no readable records" if found else "no records"
         raise LplrError(f"{none} under {', '.join(map(str, paths))}")
     print_tables(records, "summary (recomputed from the trajectories)")
     print_verdicts(records, plan_verdicts_of(records))
+
+
+def reanalysed(record):
+    """The record with its summary and verdicts recomputed, and proof that its rows can be
+    drawn: a record whose values the analysis or the tables cannot take raises here, alone."""
+    summary, verdicts = record.reanalyse()
+    record.summary = summary
+    record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts}
+    rows = rows_of([record])
+    table_rows(rows), extra_tables(rows), plan_entry(record.label, record.spec, record.summary, record_verdicts(record))
+    return record
 
 
 def plan_verdicts_of(records: list) -> list[dict]:

@@ -20,7 +20,7 @@ def export_plan(results_dir: Path, plan: str, rows: list[Row], run_dirs: list[st
     ]
     mean = plan_mean(rows)
     path = write_plan_summary(results_dir, plan, runs, mean[0] if mean else None, verdicts or [])
-    console = Console(record=True, width=160, file=io.StringIO())
+    console = Console(record=True, width=160, file=io.StringIO(), emoji=False)
     console.print(summary_table(plan, rows))
     for table in theory_table(plan, rows):
         console.print(table)

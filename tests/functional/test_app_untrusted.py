@@ -4,6 +4,7 @@ ended by a signal, as a person's terminal would end it: on a real subprocess und
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -51,7 +52,12 @@ async def test_markup_from_a_record_is_shown_as_text_on_every_screen(tmp_path, m
         for key in ("n", "o", "x", "g"):
             await pilot.press(key)
             await pilot.pause(0.1)
-        app.notify("[/] a reason", markup=False)
+        app.runner = type("Fed", (), {"events": queue.Queue()})()  # the app's own drain, fed a markup reason
+        app.runner.events.put(PlanFinished("failed", "[/] a [bold]reason"))
+        app.drain()
+        await pilot.pause(0.2)
+        assert app.is_running and any("[/] a [bold]reason" in n.message for n in app._notifications)
+        app.runner = None
         await pilot.press("t")
         await pilot.pause(0.5)
         assert isinstance(app.screen, SummaryScreen)
@@ -60,7 +66,7 @@ async def test_markup_from_a_record_is_shown_as_text_on_every_screen(tmp_path, m
         assert cells == MARKUP
         assert "[bold]plan" in str(app.screen.query_one("#summary-title").render())
         assert "[link=http://evil.example]click[/link]" in str(app.screen.query_one("#verdicts").render())
-        await pilot.press("e")  # the export notifies paths and the name: as text
+        await pilot.press("e")  # the export writes the tables with the labels as text
         await pilot.pause(0.5)
         assert app.is_running and [p.suffix for p in app.exported] == [".toml", ".txt"]
         assert "[bold]plan" in app.exported[1].read_text()
