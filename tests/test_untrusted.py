@@ -49,10 +49,10 @@ def one_line_error(result, *words: str) -> None:
         assert word in message, message
 
 
-def interrupted_run(make_spec, results: Path, epochs_before_cancel: int = 5, **overrides) -> Path:
+def interrupted_run(make_spec, results: Path, epochs_before_cancel: int = 5, preset: str = "mnist", **overrides) -> Path:
     """A run cancelled after a few epochs: its directory, with checkpoint and record."""
     values = {"train__epochs": 100000, "probes__ntk_subset": 10, "data__n_train": 100, **overrides}
-    runner = engine.Runner(make_spec(**values), results)
+    runner = engine.Runner(make_spec(preset, **values), results)
     runner.preflight()
     runner.start()
     for event in runner.iter_events():
@@ -111,16 +111,7 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_run(make_spec, tmp_
 ])
 def test_the_projects_own_checkpoints_load_without_pickle(make_spec, tmp_path, preset, overrides):
     values = {"train__seeds": [0], "probes__ntk_subset": 5} if preset == "cifar" else {}
-    run_dir = interrupted_run(make_spec, tmp_path, 4, **{**values, **overrides}) if preset == "mnist" else None
-    if run_dir is None:
-        runner = engine.Runner(make_spec(preset, train__epochs=1000, **values, **overrides), tmp_path)
-        runner.preflight()
-        runner.start()
-        for event in runner.iter_events():
-            if isinstance(event, EpochMeasured) and event.epoch == 4:
-                runner.cancel()
-        runner.join()
-        run_dir = runner.record_paths[0].parent
+    run_dir = interrupted_run(make_spec, tmp_path, 4, preset, **{**values, **overrides})
     start = load_checkpoint(run_dir)  # weights_only=True inside
     assert start.epoch >= 4 and start.model and start.theta0
     if "probes__theory_every" in overrides:
@@ -144,14 +135,7 @@ def test_a_plan_run_with_a_long_label_and_seeds_can_be_resumed(make_spec, tmp_pa
     label = "x" * 80
     preset = tmp_path / "plan.toml"
     preset.write_text(f'name = "plan"\n[train]\nseeds = [0, 1]\n[[runs]]\nlabel = "{label}"\n')
-    runner = engine.Runner(make_spec(str(preset), train__epochs=100000, probes__ntk_subset=10, data__n_train=100), tmp_path)
-    runner.preflight()
-    runner.start()
-    for event in runner.iter_events():
-        if isinstance(event, EpochMeasured) and event.epoch == 3:
-            runner.cancel()
-    runner.join()
-    run_dir = runner.record_paths[0].parent
+    run_dir = interrupted_run(make_spec, tmp_path, 3, str(preset))
     assert read_record(run_dir).label == label + " seed=0"
     assert engine.Runner.resume(run_dir).runs[0].label == label + " seed=0"
 
