@@ -99,7 +99,7 @@ def load_checkpoint(run_dir: str | Path) -> Start:
     )
 
 
-def check_fits(start: Start, model: torch.nn.Module, epochs: int, path: Path) -> None:
+def check_belongs(start: Start, model: torch.nn.Module, epochs: int, path: Path) -> None:
     """The checkpoint belongs to this model and plan: the same tensors, an epoch inside the run."""
     own = model.state_dict()
     if own.keys() != start.model.keys():

@@ -120,7 +120,7 @@ def size(n: float) -> str:
     return ""
 
 
-def check_fits(spec: Spec, device: torch.device, free: int, label: str = "") -> Footprint:
+def check_memory(spec: Spec, device: torch.device, free: int, label: str = "") -> Footprint:
     """The run's footprint, or a ConfigError naming the largest part's key when it exceeds `free`."""
     footprint = estimate(spec)
     if footprint.total <= free:

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from engine.checkpoint import CHECKPOINT_NAME, Start, check_fits, load_checkpoint, save_checkpoint
+from engine.checkpoint import CHECKPOINT_NAME, Start, check_belongs, load_checkpoint, save_checkpoint
 from engine.config import LABEL, NAME, Spec, plan_runs, validate
 from engine.data import Dataset, load_data
 from engine.errors import ConfigError, LplrError
@@ -175,7 +175,7 @@ class Runner:
         if self.results_dir is not None:
             check_writable(self.results_dir)
         for run, device in zip(self.runs, self._devices):
-            footprint.check_fits(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "")
+            footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "")
         for run in self.runs:
             if (run.data, run.model.kind) not in self._data:
                 self._data[run.data, run.model.kind] = load_data(run.data, run.model.kind)
@@ -193,7 +193,7 @@ class Runner:
             if read_record(run_dir).state == FINISHED:  # it finished while this process waited for it
                 raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
             start = load_checkpoint(run_dir)
-            check_fits(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
+            check_belongs(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
         except BaseException:
             self.release_locks()
             raise

@@ -487,14 +487,14 @@ def test_a_plan_that_cannot_fit_is_refused_before_it_starts(data_root, tmp_path,
 
 def test_the_memory_check_names_the_largest_part_and_passes_what_fits(make_spec, monkeypatch):
     spec = make_spec()
-    footprint = engine.footprint.check_fits(spec, torch.device("cpu"), 10**12)
+    footprint = engine.footprint.check_memory(spec, torch.device("cpu"), 10**12)
     assert footprint.total == footprint.parts["data"] + footprint.parts["parameters"] + footprint.parts["full-set kernel"]
     with pytest.raises(engine.ConfigError) as err:
-        engine.footprint.check_fits(spec, torch.device("cpu"), footprint.total - 1)
+        engine.footprint.check_memory(spec, torch.device("cpu"), footprint.total - 1)
     assert err.value.key == "probes.ntk_full_every" and "full-set kernel is the largest part" in str(err.value)
     wide = make_spec(model__width=65536, probes__ntk_full_every=0)
     with pytest.raises(engine.ConfigError, match=r"model.width = 65536.*parameters"):
-        engine.footprint.check_fits(wide, torch.device("cpu"), 10**10)
+        engine.footprint.check_memory(wide, torch.device("cpu"), 10**10)
 
 
 @pytest.mark.parametrize("key, value, words", [
