@@ -11,15 +11,22 @@ The public API:
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Iterator
 
 from engine.config import Spec, load_spec, plan_runs
 from engine.errors import ConfigError, DataError, LplrError
-from engine.models import build_model
-from engine.ntk import empirical_ntk
-from engine.record import read_record
-from engine.runner import Runner
+
+# The training stack (torch) loads on first use, so that reading records, presets and logs
+# (`lplr-tui --help`, `presets`, `summary`) never pays for it.
+LAZY = {"build_model": "engine.models", "empirical_ntk": "engine.ntk", "read_record": "engine.record", "Runner": "engine.runner"}
+
+
+def __getattr__(name: str) -> object:
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
 def run(spec: Spec, results_dir: str | Path | None = None) -> Iterator[object]:
@@ -27,6 +34,8 @@ def run(spec: Spec, results_dir: str | Path | None = None) -> Iterator[object]:
 
     With `results_dir`, each run leaves a record there. Closing the iterator early cancels.
     """
+    from engine.runner import Runner
+
     runner = Runner(spec, results_dir)
     runner.preflight()
     runner.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -10,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -20,12 +19,12 @@ from rich.text import Text
 from engine.config import available_presets, load_spec, parse_override, preset_description, preset_origin, shadowed
 from engine.errors import LplrError, printable
 from engine.events import FAILED, INTERRUPTED, PlanFinished
-from engine.record import find_records, read_record
-from engine.runner import Runner
-from lplr_tui.progress import display_for
-from lplr_tui.export import export_plan
-from engine.judge import judge_plan, plan_entry
-from lplr_tui.tables import advice_lines, extra_tables, record_verdicts, rows_of, summary_table, table_rows, theory_table, verdict_lines
+
+if TYPE_CHECKING:
+    from engine.runner import Runner
+
+# What a command needs beyond these (torch for the training stack; numpy and scipy for the
+# analysis and tables) is imported inside it: `--help` and `presets` load neither.
 
 app = typer.Typer(
     add_completion=False,
@@ -67,6 +66,8 @@ def root(
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         err.print("needs a terminal: use ssh -t, or lplr-tui run")
         raise typer.Exit(2)
+    import asyncio
+
     from lplr_tui.app import LplrApp  # textual loads only for the app
 
     tui = LplrApp(results, common_overrides(data_dir, device))
@@ -147,6 +148,10 @@ def run(
     trust: bool = typer.Option(False, "--trust", help="with --resume: resume a run directory that another user owns"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
+    from engine.record import read_record
+    from lplr_tui.export import export_plan
+    from lplr_tui.tables import rows_of
+
     if trust and not resume:
         raise LplrError("--trust: only with --resume RUN_DIR (it allows resuming a directory another user owns)")
     runner = resumed_runner(resume, preset, overrides, data_dir, device, trust) if resume else new_runner(
@@ -173,6 +178,8 @@ def run(
 
 
 def print_tables(records: list, title: str) -> None:
+    from lplr_tui.tables import rows_of, summary_table, theory_table
+
     rows = rows_of(records)
     out.print(summary_table(title, rows))
     for table in theory_table(title, rows):
@@ -180,6 +187,8 @@ def print_tables(records: list, title: str) -> None:
 
 
 def print_verdicts(records: list, plan: list) -> None:
+    from lplr_tui.tables import record_verdicts, verdict_lines
+
     lines = verdict_lines([(r.label, record_verdicts(r)) for r in records], plan)
     if lines:
         out.print("verdicts (did the theory's predictions hold?)", style="bold")
@@ -187,13 +196,17 @@ def print_verdicts(records: list, plan: list) -> None:
             out.print("  " + line, markup=False)
 
 
-def new_runner(preset, overrides, results, data_dir, device) -> Runner:
+def new_runner(preset, overrides, results, data_dir, device) -> "Runner":
+    from engine.runner import Runner
+
     if preset is None:
         raise LplrError("--preset: missing; give a preset name or path (see `lplr-tui presets`), or --resume RUN_DIR")
     return Runner(load_spec(preset, spec_values(overrides, data_dir, device)), results)
 
 
-def resumed_runner(resume, preset, overrides, data_dir, device, trust: bool = False) -> Runner:
+def resumed_runner(resume, preset, overrides, data_dir, device, trust: bool = False) -> "Runner":
+    from engine.runner import Runner
+
     if preset or overrides or data_dir or device:
         raise LplrError("--resume: continues a run exactly as it was specified; give no --preset, --set, --data-dir or --device")
     return Runner.resume(resume, trust)
@@ -203,9 +216,11 @@ SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "asked to terminate", signal.SIGHUP: "the terminal hung up"}
 
 
-def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
+def drive(runner: "Runner") -> tuple[PlanFinished, int | None]:
     """Show the plan's progress until it ends. A first SIGINT/SIGTERM/SIGHUP stops it at the next
     epoch (checkpoint, record interrupted); a second ends the process at once, record still valid."""
+    from lplr_tui import progress
+
     received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
@@ -222,7 +237,7 @@ def drive(runner: Runner) -> tuple[PlanFinished, int | None]:
     runner.start()
     final = PlanFinished(FAILED, "no events")
     try:
-        with display_for(out) as display:
+        with progress.display_for(out) as display:
             for event in runner.iter_events():
                 display.handle(event)
                 final = event if isinstance(event, PlanFinished) else final
@@ -255,6 +270,9 @@ def advise(
 ) -> None:
     """Each run's step size against β = λ_max(∇²L) at initialisation: inside the theorem
     (η ≤ 1/β), stable but outside it (η < 2/β), or unstable."""
+    from engine.runner import Runner
+    from lplr_tui.tables import advice_lines
+
     runner = Runner(load_spec(preset, spec_values(overrides, data_dir, device)))
     runner.preflight()  # the same checks and data as a run
     for line in advice_lines(runner.advise()):
@@ -284,6 +302,8 @@ def summary(
     """Read records back, recompute their summaries and verdicts from the trajectories with
     today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
     verdicts per run and across each plan)."""
+    from engine.record import find_records, read_record
+
     found = find_records(paths)
     records, skipped = [], []
     for path in found:  # the stored [summary] and [verdict] may come from an older version
@@ -307,6 +327,9 @@ def summary(
 def reanalysed(record):
     """The record with its summary and verdicts recomputed, and proof that its rows can be
     drawn: a record whose values the analysis or the tables cannot take raises here, alone."""
+    from engine.judge import plan_entry
+    from lplr_tui.tables import extra_tables, record_verdicts, rows_of, table_rows
+
     summary, verdicts = record.reanalyse()
     record.summary = summary
     record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in verdicts}
@@ -317,6 +340,9 @@ def reanalysed(record):
 
 def plan_verdicts_of(records: list) -> list[dict]:
     """The cross-run verdicts of each plan among the records (finished runs only)."""
+    from engine.judge import judge_plan, plan_entry
+    from lplr_tui.tables import record_verdicts
+
     plans: dict[str, list] = {}
     for record in records:
         plans.setdefault(record.run.get("plan", ""), []).append(record)

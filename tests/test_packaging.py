@@ -5,6 +5,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +29,22 @@ def test_wheel_installs_engine_ui_and_presets(tmp_path):
         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
     )
     assert str(target) in done.stdout and "['ablation', 'cifar', 'mnist']" in done.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["presets"], ["summary", "RESULTS"]])
+def test_commands_that_only_read_do_not_load_the_training_stack(args, make_spec, tmp_path):
+    """`--help`, `presets` and `summary` must not import torch (seconds and ~600 MiB)."""
+    if "RESULTS" in args:
+        import engine
+
+        list(engine.run(make_spec(train__epochs=2, probes__ntk_subset=10, data__n_train=100), tmp_path))
+        args = ["summary", str(tmp_path)]
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom lplr_tui.cli import app\n"
+        f"result = CliRunner().invoke(app, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -444,7 +444,7 @@ def test_a_display_that_breaks_stops_the_run_and_the_record_says_why(data_root, 
             if isinstance(event, EpochMeasured) and event.epoch == 3:
                 raise BrokenPipeError("the terminal is gone")
 
-    monkeypatch.setattr("lplr_tui.cli.display_for", lambda console: Breaks())
+    monkeypatch.setattr("lplr_tui.progress.display_for", lambda console: Breaks())
     result = invoke("run", "--preset", "mnist", "--data-dir", data_root, "--results", str(tmp_path), "--device", "cpu",
                     "--set", "probes.ntk_subset=10", "--set", "data.n_train=100")
     assert isinstance(result.exception, BrokenPipeError)
