@@ -194,6 +194,12 @@ class Runner:
                 raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
             start = load_checkpoint(run_dir)
             check_belongs(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
+            recorded = len(record.trajectory.before(start.epoch).epoch)
+            if recorded < start.epoch:  # killed between a checkpoint and the record's next write, before records were written first
+                raise LplrError(
+                    f"--resume {run_dir}: the checkpoint is at epoch {start.epoch} but the record holds only "
+                    f"{recorded} epochs before it; resuming would leave a gap in the trajectory"
+                )
         except BaseException:
             self.release_locks()
             raise
@@ -293,7 +299,7 @@ class Runner:
             index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir or ""),
             resumed_from=start.epoch, trajectory=prior.to_dict(),
         ))
-        save = (lambda state: save_checkpoint(run_dir, state)) if run_dir else None
+        save = (lambda state: self._checkpoint(index, run_dir, state)) if run_dir else None
         for text in self.said if self._resume is not None else []:
             self._emit(Notice(index, start.epoch, text))
         try:
@@ -313,6 +319,13 @@ class Runner:
             self._finished.append(plan_entry(spec.label, raw, summary, verdicts))
         self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
         self.release_locks(index)
+
+    def _checkpoint(self, index: int, run_dir: Path, state: dict) -> None:
+        """The record first, then the checkpoint: a kill between the two leaves a record that
+        reaches at least the checkpoint's epoch, so a resume has every epoch before it."""
+        if self.writer is not None:
+            self.writer.write(index)
+        save_checkpoint(run_dir, state)
 
     def _origin(self, index: int, spec: Spec, model) -> tuple[Start, Trajectory, Path | None]:
         """A fresh run (new directory, epoch 0) or the resumed one (its checkpoint, its past)."""

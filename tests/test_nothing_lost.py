@@ -129,14 +129,20 @@ def test_a_signal_stops_at_the_next_epoch_with_checkpoint_and_record(data_root, 
 
 
 def test_a_second_ctrl_c_exits_at_once_with_a_valid_record(data_root, tmp_path):
-    proc = start_run(data_root, tmp_path, "model.width=1024", "record.write_interval=0.2")
-    path = wait_for_epochs(tmp_path, 2)
+    # epochs of several seconds, so that the second signal lands while the first waits for one
+    proc = start_run(data_root, tmp_path, "data.source=synthetic", "data.n_train=10000", "model.width=1024", "probes.every=0",
+                     "probes.ntk_full_every=0", "probes.theory_every=0", "record.write_interval=0.2")
+    path = wait_for_epochs(tmp_path, 1)  # seen at an epoch's boundary
+    time.sleep(1.0)  # into the next epoch
     proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two signals at once would merge into one
     proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
     proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130 and time.monotonic() - sent < 5.0  # at once, not after a checkpoint and the tables
     record = read_record(path)
-    assert record.state == "interrupted" and record.status["epochs_done"] >= 1
+    assert record.state == "interrupted" and len(record.trajectory.epoch) >= 1  # what was measured is kept
+    assert record.status["reason"] == "SIGINT twice: stopped at once, before the epoch ended"  # not the first signal's path
 
 
 def test_kill_9_leaves_a_record_that_parses_and_is_recent(data_root, tmp_path):
@@ -169,6 +175,25 @@ def test_sigint_then_resume_equals_an_uninterrupted_run(data_root, tmp_path):
     assert a.trajectory == b.trajectory  # bit for bit: floats compared exactly
     assert same_summary(a.summary, b.summary, rel=0)
     assert b.run == a.run
+
+
+def test_kill_9_then_resume_continues_from_the_periodic_checkpoint_bit_for_bit(data_root, tmp_path):
+    sets = ["train.epochs=120", "train.checkpoint_every=10", "record.write_interval=0.2"]
+    whole = start_run(data_root, tmp_path / "whole", *sets)
+    whole.communicate(timeout=300)
+    killed = start_run(data_root, tmp_path / "killed", *sets)
+    path = wait_for_epochs(tmp_path / "killed", 35)
+    killed.kill()
+    killed.communicate(timeout=60)
+    saved = torch.load(path.parent / "checkpoint.pt", weights_only=True)["epoch"]
+    assert saved >= 30 and saved % 10 == 0  # written every train.checkpoint_every epochs, not only when interrupted
+    resumed = subprocess.run(COMMAND + ["run", "--resume", str(path.parent)], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over the stale lock" in resumed.stderr  # the killed process's lock
+    a, b = read_record(find_records([tmp_path / "whole"])[0]), read_record(path)
+    assert b.state == "finished" and a.trajectory == b.trajectory
+    again = CliRunner().invoke(app, ["run", "--resume", str(path.parent)])
+    assert again.exit_code == 2 and "has finished already; nothing to resume" in again.stderr
 
 
 def test_resume_refuses_what_it_cannot_continue(data_root, tmp_path):

@@ -166,6 +166,29 @@ def test_emoji_codes_in_a_label_are_printed_as_written(make_spec, tmp_path):
     assert ":skull:" in invoke("summary", str(run_dir)).stdout
 
 
+def test_the_record_on_disk_reaches_every_checkpoint_before_it_is_written(make_spec, tmp_path, monkeypatch):
+    """A kill between a checkpoint and the record's next write must not leave a gap on resume."""
+    seen = []
+    real = engine.runner.save_checkpoint
+
+    def checked(run_dir, state):
+        seen.append((state["epoch"], len(read_record(run_dir).trajectory.before(state["epoch"]).epoch)))
+        return real(run_dir, state)
+
+    monkeypatch.setattr(engine.runner, "save_checkpoint", checked)
+    drain(engine.Runner(make_spec(train__epochs=30, train__checkpoint_every=10, record__write_interval=1000.0,
+                                  probes__ntk_subset=10, data__n_train=100), tmp_path))
+    assert [epoch for epoch, _ in seen] == [10, 20, 30] and all(recorded == epoch for epoch, recorded in seen)
+
+
+def test_a_record_that_stops_before_its_checkpoint_is_not_resumed_with_a_gap(make_spec, tmp_path):
+    run_dir = interrupted_run(make_spec, tmp_path, 20)
+    raw = read_record(run_dir).to_dict()
+    raw["trajectory"] = read_record(run_dir).trajectory.before(10).to_dict()
+    write_atomic(run_dir / "record.toml", raw)
+    one_line_error(invoke("run", "--resume", str(run_dir)), "the record holds only 10 epochs before it", "gap")
+
+
 def test_a_run_directory_of_another_user_is_resumed_only_with_trust(make_spec, tmp_path, monkeypatch):
     run_dir = interrupted_run(make_spec, tmp_path / "results")
     monkeypatch.setattr(engine.runner.os, "getuid", lambda: run_dir.stat().st_uid + 1)
