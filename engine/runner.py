@@ -30,6 +30,7 @@ from engine.events import (
     RunFinished, RunStarted,
 )
 from engine import footprint
+from engine.eventlog import EventLog
 from engine.lock import RunLock
 from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
@@ -102,6 +103,7 @@ class Runner:
         self.results_dir = Path(results_dir).expanduser() if results_dir else None
         self.events: queue.Queue = queue.Queue()
         self.writer = RecordWriter(spec.name, spec.record.write_interval) if self.results_dir else None
+        self.log = EventLog() if self.results_dir else None  # each run's events.jsonl
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._main, name="lplr-runner", daemon=True)
         self._data: dict = {}
@@ -256,6 +258,8 @@ class Runner:
             self._trajectory.add(event)
         if self.writer is not None:
             self.writer.handle(event)
+        if self.log is not None:
+            self.log.handle(event)
         self.events.put(event)
         for annotation in self._annotator.see(event) if self._annotator else []:
             self._emit(annotation)
@@ -280,6 +284,8 @@ class Runner:
             except BaseException:
                 pass
         finally:
+            if self.log is not None:
+                self.log.close()
             self.release_locks()
             self.events.put(final)
 
