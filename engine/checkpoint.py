@@ -46,6 +46,12 @@ class CheckpointError(LplrError):
         super().__init__(f"{path}: refused as a checkpoint: {problem}")
 
 
+def first_line(exc: Exception) -> str:
+    """An exception as `Type: its first line`, bounded (torch's messages run to pages)."""
+    why = (str(exc).strip().splitlines() or [""])[0][:160]
+    return f"{type(exc).__name__}: {why}" if why else type(exc).__name__
+
+
 def tensor_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(t, torch.Tensor) for t in value)
 
@@ -76,8 +82,7 @@ def load_checkpoint(run_dir: str | Path) -> Start:
     except pickle.UnpicklingError:
         raise CheckpointError(path, "it is not a plain checkpoint of tensors and numbers (damaged, or holding objects that could run code when loaded)") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError, IndexError) as exc:
-        why = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise CheckpointError(path, f"it cannot be read ({type(exc).__name__}{': ' + why if why else ''})") from None
+        raise CheckpointError(path, f"it cannot be read ({first_line(exc)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(path, f"holds a {type(state).__name__}, not a table")
     for key, (check, allowed) in SCHEMA.items():
@@ -123,5 +128,4 @@ def check_belongs(start: Start, model: torch.nn.Module, epochs: int, path: Path)
         scratch = [torch.zeros_like(p) for p in model.parameters()]
         torch.optim.SGD(scratch, lr=1.0, momentum=0.5).load_state_dict(start.optimiser)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        why = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise CheckpointError(path, f"its generator or optimiser state cannot be restored ({type(exc).__name__}: {why})") from None
+        raise CheckpointError(path, f"its generator or optimiser state cannot be restored ({first_line(exc)})") from None

@@ -68,6 +68,12 @@ def event_from(raw: dict) -> object:
     return cls(**values)
 
 
+def last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
 class EventLog:
     """A consumer of the event stream: each run's events into its directory's events.jsonl."""
 
@@ -78,7 +84,7 @@ class EventLog:
         if isinstance(event, ev.RunStarted) and event.run_dir:
             self.close(event.run)
             path = Path(event.run_dir) / LOG_NAME
-            torn = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+            torn = path.is_file() and path.stat().st_size and last_byte(path) != b"\n"
             fh = open(path, "a", encoding="utf-8")
             if fh.tell() == 0:
                 fh.write(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
