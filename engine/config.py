@@ -484,6 +484,14 @@ def lenient(cls: type, values: Any) -> Any:
     return cls(**kwargs)
 
 
+def known_guide(raw: dict) -> dict:
+    """A record's spec with the [guide] keys of other versions dropped (thresholds renamed or
+    retired since), so an old run still resumes and its log still reads."""
+    names = {f.name for f in dataclasses.fields(GuideSpec)}
+    guide = raw.get("guide", {})
+    return {**raw, "guide": {k: v for k, v in guide.items() if k in names}} if isinstance(guide, dict) else raw
+
+
 def strip_plan(raw: dict) -> dict:
     return {k: v for k, v in raw.items() if k != "runs"}
 

@@ -16,18 +16,21 @@ import dataclasses
 import json
 import math
 import os
+import threading
 from pathlib import Path
 
 from engine import events as ev
-from engine.errors import LplrError
+from engine.errors import LplrError, printable
 
 LOG_NAME = "events.jsonl"
 FORMAT = "lplr-events"
 VERSION = 1
+PLAN_SUFFIX = ".plan.jsonl"  # a plan's own log, beside its run directories: <stamp>-<plan>.plan.jsonl
 TYPES = {cls.__name__: cls for cls in (
-    ev.PlanStarted, ev.RunStarted, ev.EpochMeasured, ev.ProbeMeasured, ev.Notice, ev.Annotation, ev.RunFinished, ev.PlanFinished,
+    ev.PlanStarted, ev.RunStarted, ev.EpochMeasured, ev.ProbeMeasured, ev.Notice, ev.Annotation, ev.RunFinished,
+    ev.PlanFinished, ev.Heartbeat, ev.RunPlaced,
 )}
-SYNC_ON = (ev.ProbeMeasured, ev.RunFinished, ev.PlanFinished)
+SYNC_ON = (ev.ProbeMeasured, ev.RunFinished, ev.PlanFinished, ev.RunPlaced, ev.PlanStarted)
 
 
 def encode(value: object) -> object:
@@ -40,6 +43,8 @@ def encode(value: object) -> object:
         return [encode(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
         return encode(value.item())
+    if hasattr(value, "to_dict"):  # a Spec
+        return encode(value.to_dict())
     return value
 
 
@@ -65,6 +70,12 @@ def event_from(raw: dict) -> object:
     for name, f in names.items():  # tuples come back as lists
         if name in values and isinstance(values[name], list) and "tuple" in str(f.type):
             values[name] = tuple(values[name])
+    if cls is ev.RunStarted:  # the spec comes back typed, checked like a preset
+        from engine.config import known_guide, validate
+
+        if not isinstance(values.get("spec"), dict):
+            raise ValueError("spec: not a table")
+        values["spec"] = validate(known_guide(values["spec"]), "the log's RunStarted")
     return cls(**values)
 
 
@@ -74,40 +85,75 @@ def last_byte(path: Path) -> bytes:
         return fh.read(1)
 
 
-class EventLog:
-    """A consumer of the event stream: each run's events into its directory's events.jsonl."""
+class LogFile:
+    """One append-only log: its header first, one event a line, flushed per line."""
 
-    def __init__(self) -> None:
-        self.files: dict[int, object] = {}
+    def __init__(self, path: Path):
+        self.path = path
+        torn = path.is_file() and path.stat().st_size and last_byte(path) != b"\n"
+        self.fh = open(path, "a", encoding="utf-8")
+        if self.fh.tell() == 0:
+            self.fh.write(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
+        elif torn:  # a kill -9 cut the last line: end it, so it stays one bad line, not two
+            self.fh.write("\n")
+
+    def write(self, event: object) -> None:
+        self.fh.write(event_line(event))
+        self.fh.flush()
+        if isinstance(event, SYNC_ON):
+            os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+class EventLog:
+    """A consumer of the event stream: each run's events into its directory's events.jsonl,
+    and the plan's own events (its start, where each run is, heartbeats, its end) into the
+    plan's log. Thread-safe: the runner's heartbeat thread writes here too."""
+
+    def __init__(self, plan_path: Path | None = None) -> None:
+        self.plan_path = plan_path
+        self.plan: LogFile | None = None
+        self.files: dict[int, LogFile] = {}
+        self.lock = threading.Lock()
 
     def handle(self, event: object) -> None:
-        if isinstance(event, ev.RunStarted) and event.run_dir:
-            self.close(event.run)
-            path = Path(event.run_dir) / LOG_NAME
-            torn = path.is_file() and path.stat().st_size and last_byte(path) != b"\n"
-            fh = open(path, "a", encoding="utf-8")
-            if fh.tell() == 0:
-                fh.write(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
-            elif torn:  # a kill -9 cut the last line: end it, so it stays one bad line, not two
-                fh.write("\n")
-            self.files[event.run] = fh
-        fh = self.files.get(getattr(event, "run", -1))
-        if fh is None:
-            return
-        fh.write(event_line(event))
-        fh.flush()
-        if isinstance(event, SYNC_ON):
-            os.fsync(fh.fileno())
-        if isinstance(event, ev.RunFinished):
-            self.close(event.run)
+        with self.lock:
+            if isinstance(event, ev.PlanStarted) and self.plan_path is not None:
+                self.plan = LogFile(self.plan_path)
+            if isinstance(event, ev.RunStarted) and event.run_dir:
+                self.close_run(event.run)
+                self.files[event.run] = LogFile(Path(event.run_dir) / LOG_NAME)
+                if self.plan is not None:
+                    self.plan.write(ev.RunPlaced(event.run, event.run_dir, self.files[event.run].fh.tell()))
+            run = self.files.get(getattr(event, "run", -1))
+            if run is not None:
+                run.write(event)
+            if self.plan is not None and isinstance(event, (ev.PlanStarted, ev.Heartbeat, ev.PlanFinished)):
+                self.plan.write(event)
+            if isinstance(event, ev.RunFinished):
+                self.close_run(event.run)
+            if isinstance(event, ev.PlanFinished):
+                self.close_all()
 
-    def close(self, run: int | None = None) -> None:
-        for index in [run] if run is not None else list(self.files):
-            fh = self.files.pop(index, None)
-            if fh is not None:
-                fh.flush()
-                os.fsync(fh.fileno())
-                fh.close()
+    def close_run(self, run: int) -> None:
+        log = self.files.pop(run, None)
+        if log is not None:
+            log.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.close_all()
+
+    def close_all(self) -> None:
+        for run in list(self.files):
+            self.close_run(run)
+        if self.plan is not None:
+            self.plan.close()
+            self.plan = None
 
 
 @dataclasses.dataclass
@@ -123,25 +169,41 @@ def read_events(path: str | Path, offset: int = 0, lines: int = 0) -> Read:
     Pass back `offset` and `lines` to read only what was appended since."""
     path = Path(path)
     with open(path, "rb") as fh:
+        if offset and not lines:  # a first read from the middle: the header is checked all the same
+            head = fh.read(offset)
+            check_header(path, head.split(b"\n", 1)[0])
+            lines = head.count(b"\n")
         fh.seek(offset)
         data = fh.read()
     end = data.rfind(b"\n") + 1  # a torn last line waits for its newline
     out = Read([], offset + end, [], lines)
     for raw_line in data[:end].splitlines():
         out.lines += 1
+        if out.lines == 1:
+            check_header(path, raw_line)
+            continue
         try:
             raw = json.loads(raw_line)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             out.problems.append(f"line {out.lines}: not JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
             continue
-        if out.lines == 1:
-            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-                raise LplrError(f"{path}: not an lplr-tui event log (its first line names no format {FORMAT!r})")
-            if not isinstance(raw.get("version"), int) or raw["version"] > VERSION:
-                raise LplrError(f"{path}: event log version {raw.get('version')}; this lplr-tui reads version {VERSION} and older: upgrade it")
-            continue
         try:
             out.events.append(event_from(raw))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, LplrError) as exc:
             out.problems.append(f"line {out.lines}: not an event ({type(exc).__name__}: {exc})")
     return out
+
+
+def check_header(path: Path, line: bytes) -> None:
+    """The first line names this format and a version this program reads."""
+    try:
+        raw = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raw = None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise LplrError(f"{path}: not an lplr-tui event log (its first line names no format {FORMAT!r})")
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > VERSION or version < 1:
+        raise LplrError(
+            f"{path}: event log version {printable(str(version))[:40]}; this lplr-tui reads version {VERSION} and older: upgrade it"
+        )

@@ -7,9 +7,16 @@ and last PlanFinished. Values are plain Python numbers; NaN and inf are data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.config import Spec
 
 # a run's state, as the record's [status] says it
 RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED = "running", "finished", "diverged", "interrupted", "failed"
+# what a reader concludes for a record or log that says running while its process is gone or
+# its heartbeat is stale (engine.liveness); never written by the process itself
+LOST = "lost"
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,8 @@ class PlanStarted:
     name: str
     labels: tuple[str, ...]
     epochs: tuple[int, ...]
+    worker: dict = field(default_factory=dict)  # host, pid, process_start of the process that runs it
+    started: str = ""  # ISO time, the worker's clock
 
 
 @dataclass(frozen=True)
@@ -24,12 +33,14 @@ class RunStarted:
     run: int  # 0-based index in the plan
     of: int
     label: str
-    spec: dict
+    spec: "Spec"  # the run's resolved spec
     params: int
-    environment: dict
+    environment: dict  # versions, device, data, and the worker: host, pid, process_start
     run_dir: str  # "" when no records are written
     resumed_from: int = 0  # the checkpoint's epoch when the run is resumed
     trajectory: dict = field(default_factory=dict)  # what was measured before the resume
+    plan: str = ""  # the plan's name
+    plan_log: str = ""  # the plan's event log, where a viewer asks the plan to stop ("" when none)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,33 @@ class RunFinished:
     summary: dict
     finished: str  # ISO time
     verdicts: list = field(default_factory=list)  # engine.verdicts.Verdict as dicts
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The worker process is alive: written to the logs every HEARTBEAT_EVERY seconds, from a
+    thread of its own, whatever the training thread is doing."""
+
+    run: int  # the run in progress, -1 between runs
+    at: float  # Unix time on the worker's clock
+
+
+@dataclass(frozen=True)
+class RunPlaced:
+    """In a plan's log: where run `run`'s directory (and its events.jsonl) is."""
+
+    run: int
+    run_dir: str
+    offset: int = 0  # where this plan's part of that log starts (a resumed run's log holds earlier parts)
+
+
+@dataclass(frozen=True)
+class Lost:
+    """What a reader of logs concludes (never written): the worker is gone, or silent."""
+
+    reason: str
+    epochs_done: int  # of the run that was in progress
+    run_dir: str  # where `lplr-tui run --resume` continues it ("" when no run had started)
 
 
 @dataclass(frozen=True)

@@ -101,16 +101,9 @@ class RunLock:
         if create(path, holder):
             return cls(path, holder), ""
         found = read_holder(path)
-        if found is None:
-            raise LockedError(f"{run_dir}: {LOCK_NAME} is there but is not a lock this program wrote; remove it if no process uses this run")
-        state = alive(found)
-        if state is None:
-            raise LockedError(
-                f"{run_dir}: locked by {found.describe()}; this host cannot see that process: "
-                f"if it has ended, remove {path} and try again"
-            )
-        if state:
-            raise LockedError(f"{run_dir}: locked by {found.describe()}, which is still running")
+        problem = holder_problem(run_dir, found)
+        if problem:
+            raise LockedError(problem)
         if not take_over(path, found, holder):
             raise LockedError(f"{run_dir}: another process took over the stale lock of {found.describe()} first")
         return cls(path, holder), f"took over the stale lock of {found.describe()} (that process is gone)"
@@ -151,3 +144,53 @@ def take_over(path: Path, stale: Holder, holder: Holder) -> bool:
         return create(path, holder)
     finally:
         marker.unlink(missing_ok=True)
+
+
+def check_owner(run_dir: Path) -> None:
+    """A run directory, or a file in it, owned by another user is not resumed unasked."""
+    uid = os.getuid()
+    try:
+        paths = [run_dir, *sorted(run_dir.iterdir())]
+    except OSError:
+        paths = [run_dir]
+    for path in paths:
+        try:
+            owner = path.lstat().st_uid
+        except OSError:
+            continue
+        if owner != uid:
+            raise LplrError(
+                f"--resume {run_dir}: {path.name} belongs to {user_name(owner)}, not to you; resuming loads "
+                "its checkpoint and rewrites its files: give --trust if you trust it"
+            )
+
+
+def user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def check_free(run_dir: str | Path) -> None:
+    """Refuses a run directory that a live process holds (what a resume would find), without
+    taking it: for a caller that hands the run to another process."""
+    if (Path(run_dir) / LOCK_NAME).exists():
+        problem = holder_problem(run_dir, read_holder(Path(run_dir) / LOCK_NAME))
+        if problem:
+            raise LockedError(problem)
+
+
+def holder_problem(run_dir: str | Path, found: Holder | None) -> str:
+    """Why a lock found in `run_dir` cannot be taken over ("" when it is stale)."""
+    path = Path(run_dir) / LOCK_NAME
+    if found is None:
+        return f"{run_dir}: {LOCK_NAME} is there but is not a lock this program wrote; remove it if no process uses this run"
+    state = alive(found)
+    if state is None:
+        return f"{run_dir}: locked by {found.describe()}; this host cannot see that process: if it has ended, remove {path} and try again"
+    if state:
+        return f"{run_dir}: locked by {found.describe()}, which is still running"
+    return ""

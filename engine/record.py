@@ -6,6 +6,7 @@ Tables (DESIGN.md §5): [run] [spec] [environment] [status] [summary] [trajector
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -15,7 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from datetime import datetime, timezone
+from typing import Callable, Iterator
 
 import tomli_w
 
@@ -26,7 +28,9 @@ else:  # pragma: no cover
 
 from engine.atomic import write_text_atomic
 from engine.errors import CONTROL, ConfigError, LplrError, show_value
-from engine.events import INTERRUPTED, RUNNING, Annotation, EpochMeasured, Notice, ProbeMeasured, RunFinished, RunStarted
+from engine.events import (
+    INTERRUPTED, LOST, RUNNING, Annotation, EpochMeasured, Heartbeat, Notice, ProbeMeasured, RunFinished, RunStarted,
+)
 from engine.trajectory import Trajectory
 
 RECORD_NAME = "record.toml"
@@ -237,15 +241,40 @@ def new_run_dir(results_dir: Path, plan: str, index: int, label: str) -> Path:
     raise LplrError(f"cannot make a new run directory under {results_dir}")
 
 
+def new_plan_id(results_dir: Path, name: str) -> str:
+    """<start time>-<plan>, unique in the results directory."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(name)}"
+    for attempt in range(1, 1000):
+        plan_id = stamp + (f"-{attempt}" if attempt > 1 else "")
+        if not any(results_dir.glob(plan_id + ".*")):  # a slug holds no glob characters
+            return plan_id
+    raise LplrError(f"cannot name a new plan under {results_dir}")
+
+
+def claim(path: Path) -> None:
+    """The plan's log is new: a plan id already in use is refused, not appended to."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+    except FileExistsError:
+        raise LplrError(f"{path}: a plan with this id exists already") from None
+
+
 # ---------------------------------------------------------------- the writer
 
 
 class RecordWriter:
-    """A consumer of the event stream that keeps each run's record.toml current."""
+    """A consumer of the event stream that keeps each run's record.toml current.
 
-    def __init__(self, plan: str, write_interval: float = 5.0):
+    In a worker, the runner owns the trajectory and passes `trajectory_of` (run -> its
+    Trajectory): the writer folds no events itself. Without it (rebuilding a record from a
+    log) the writer folds them. With `dry`, nothing is written to disk."""
+
+    def __init__(self, plan: str, write_interval: float = 5.0, trajectory_of: Callable[[int], Trajectory] | None = None, dry: bool = False):
         self.plan = plan
         self.write_interval = write_interval
+        self.trajectory_of = trajectory_of
+        self.dry = dry
+        self.before: dict[int, Record] = {}  # a resumed run's record as it was: its place, notes, start
         self.records: dict[int, Record] = {}
         self.last_write: dict[int, float] = {}
         self.paths: list[Path] = []
@@ -256,7 +285,8 @@ class RecordWriter:
         if isinstance(event, RunStarted) and event.run_dir:
             self.start(event)
         elif isinstance(event, (EpochMeasured, ProbeMeasured)) and event.run in self.records:
-            self.records[event.run].trajectory.add(event)
+            if self.trajectory_of is None:
+                self.records[event.run].trajectory.add(event)
             if time.monotonic() - self.last_write[event.run] >= self.write_interval:
                 self.write(event.run)
         elif isinstance(event, Annotation) and event.run in self.records:
@@ -266,19 +296,23 @@ class RecordWriter:
             self.write(event.run)
         elif isinstance(event, RunFinished) and event.run in self.records:
             self.finish(event)
+        elif isinstance(event, Heartbeat) and event.run in self.records:
+            self.records[event.run].status["heartbeat"] = iso_time(event.at)
 
     def start(self, event: RunStarted) -> None:
+        trajectory = self.trajectory_of(event.run) if self.trajectory_of else Trajectory.from_dict(event.trajectory)
         record = Record(
-            run={"plan": self.plan, "index": event.run + 1, "of": event.of, "label": event.label},
-            spec=event.spec,
+            run={"plan": event.plan or self.plan, "index": event.run + 1, "of": event.of, "label": event.label},
+            spec=event.spec.to_dict(),
             environment=dict(event.environment),
             status={"state": RUNNING, "reason": "", "epochs_done": event.resumed_from},
             summary={"params": event.params},
-            trajectory=Trajectory.from_dict(event.trajectory),
+            trajectory=trajectory,
             path=Path(event.run_dir) / RECORD_NAME,
         )
         if event.resumed_from:
-            self.carry_over(record, read_record(record.path))
+            before = self.records.get(event.run) or self.before.get(event.run) or read_record(record.path)
+            self.carry_over(record, before)
         self.records[event.run] = record
         self.paths.append(record.path)
         self.write(event.run)
@@ -307,9 +341,12 @@ class RecordWriter:
             if self.closed:
                 return
             record = self.records[run]
-            if record.status["state"] == RUNNING and record.trajectory.epoch:
-                record.status["epochs_done"] = record.trajectory.epoch[-1]
-            write_atomic(record.path, record.to_dict())
+            if record.status["state"] == RUNNING:
+                record.status["heartbeat"] = iso_time(time.time())  # the record's own sign of life
+                if record.trajectory.epoch:
+                    record.status["epochs_done"] = record.trajectory.epoch[-1]
+            if not self.dry:
+                write_atomic(record.path, record.to_dict())
             self.last_write[run] = time.monotonic()
 
     def abandon(self, reason: str, state: str = INTERRUPTED) -> None:
@@ -354,3 +391,97 @@ def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dic
     extra = {"mean": mean} if mean is not None else {}
     write_atomic(path, {"plan": plan, **extra, "verdicts": verdicts or [], "runs": rows})
     return path
+
+
+def iso_time(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def unix_time(text: object) -> float | None:
+    """An ISO time as Unix time (None when missing or unreadable)."""
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- from the log
+
+
+def record_from_log(run_dir: str | Path) -> tuple[Record, list[str]]:
+    """The record rebuilt from the run's events.jsonl (every session of it: a resumed run's log
+    holds each), and the log's corrupt lines. The record's heartbeat is the log's newest."""
+    from engine.eventlog import LOG_NAME, read_events
+
+    run_dir = Path(run_dir)
+    path = run_dir / LOG_NAME
+    try:
+        got = read_events(path)
+    except FileNotFoundError:
+        raise LplrError(f"no event log at {path}") from None
+    except OSError as exc:
+        raise LplrError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    writer = RecordWriter("", float("inf"), dry=True)
+    for event in got.events:
+        if hasattr(event, "run"):  # one run, whatever its index in the plans that ran it
+            event = dataclasses.replace(event, run=0)
+        if isinstance(event, RunStarted):
+            event = dataclasses.replace(event, run_dir=str(run_dir))
+        writer.handle(event)
+    if 0 not in writer.records:
+        raise LplrError(f"{path}: the log holds no RunStarted event")
+    record = writer.records[0]
+    if record.state == RUNNING and record.trajectory.epoch:
+        record.status["epochs_done"] = record.trajectory.epoch[-1]
+    return record, [f"{path}: {p}" for p in got.problems]
+
+
+def read_current(run_dir: str | Path) -> tuple[Record, list[str]]:
+    """The run as far as it is known: its record, or the record rebuilt from its log when the
+    log holds more (epochs measured after the record's last write, or an end the record missed).
+    Also the log's problems (corrupt lines), to be shown."""
+    from engine.eventlog import LOG_NAME
+
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    if not (run_dir / LOG_NAME).is_file():
+        return read_record(run_dir), []
+    try:
+        record = read_record(run_dir)
+    except LplrError:
+        record = None  # torn, or never written: the log may still tell the whole run
+    try:
+        rebuilt, problems = record_from_log(run_dir)
+    except LplrError:
+        if record is None:
+            raise
+        return record, []
+    if record is None or ahead(rebuilt, record):
+        rebuilt.status["rebuilt"] = f"from {LOG_NAME}: the record was behind it"
+        return rebuilt, problems
+    heartbeat = rebuilt.status.get("heartbeat")
+    if heartbeat and (unix_time(heartbeat) or 0) > (unix_time(record.status.get("heartbeat")) or 0):
+        record.status["heartbeat"] = heartbeat
+    return record, problems
+
+
+def ahead(log: Record, record: Record) -> bool:
+    """The log knows more than the record: more epochs, or an end."""
+    return len(log.trajectory.epoch) > len(record.trajectory.epoch) or (log.state != RUNNING and record.state == RUNNING)
+
+
+def with_liveness(record: Record) -> Record:
+    """A record that says running, marked `lost` (in memory: readers never write) when its
+    worker is gone or its heartbeat is stale; the reason says how to continue it."""
+    from engine.liveness import check, worker_of
+
+    if record.state != RUNNING:
+        return record
+    verdict = check(worker_of(record.environment), unix_time(record.status.get("heartbeat")))
+    if verdict.lost:
+        where = record.path.parent if record.path else "RUN_DIR"
+        record.status.update(state=LOST, reason=(
+            f"the worker is lost: {verdict.reason}; `lplr-tui run --resume {where}` continues it from its last checkpoint"
+        ))
+    return record

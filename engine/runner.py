@@ -12,6 +12,7 @@ import os
 import platform
 import queue
 import threading
+import time
 import traceback
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,18 +23,21 @@ import numpy as np
 import torch
 
 from engine.checkpoint import CHECKPOINT_NAME, Start, check_belongs, load_checkpoint, save_checkpoint
-from engine.config import LABEL, NAME, Spec, plan_runs, validate
+from engine.config import LABEL, NAME, Spec, known_guide, plan_runs, validate
 from engine.data import Dataset, load_data
-from engine.errors import ConfigError, LplrError
+from engine.errors import ConfigError, LplrError, printable
 from engine.events import (
     FAILED, FINISHED, INTERRUPTED, EpochMeasured, Notice, PlanFinished, PlanStarted, ProbeMeasured,
     RunFinished, RunStarted,
 )
 from engine import footprint
-from engine.eventlog import EventLog
-from engine.lock import RunLock
+from engine.eventlog import PLAN_SUFFIX, EventLog
+from engine.events import Heartbeat
+from engine.liveness import HEARTBEAT_EVERY, worker_fields
+from engine.tail import STOP_POLL, read_stop_request, stop_file_of
+from engine.lock import RunLock, check_owner
 from engine.models import build_model, count_params
-from engine.record import Record, RecordWriter, check_writable, new_run_dir, read_record
+from engine.record import Record, RecordWriter, check_writable, claim, new_plan_id, new_run_dir, read_current
 from engine.annotations import Annotator
 from engine.theory import advise
 from engine.judge import judge, judge_plan, plan_entry
@@ -91,21 +95,26 @@ def environment(device: torch.device, data: Dataset) -> dict:
         "data_sha256": data.sha256,
         "started": now(),
         "finished": "",
+        **worker_fields(),  # host, pid, process_start: who writes the run, for readers' liveness checks
     }
 
 
 class Runner:
     """`preflight()` (raises what the user must fix), `start()`, then drain `events`."""
 
-    def __init__(self, spec: Spec, results_dir: str | Path | None = None):
+    def __init__(self, spec: Spec, results_dir: str | Path | None = None, plan_id: str = ""):
         self.spec = spec
         self.runs = plan_runs(spec)
         self.results_dir = Path(results_dir).expanduser() if results_dir else None
+        self.plan_id = plan_id  # names the plan's files: <plan_id>.plan.jsonl, .stop (and .log when detached)
         self.events: queue.Queue = queue.Queue()
-        self.writer = RecordWriter(spec.name, spec.record.write_interval) if self.results_dir else None
-        self.log = EventLog() if self.results_dir else None  # each run's events.jsonl
+        # the record writer reads the runner's trajectory: one fold of the events, here
+        self.writer = RecordWriter(spec.name, spec.record.write_interval, lambda run: self._trajectory) if self.results_dir else None
+        self.log: EventLog | None = None  # each run's events.jsonl and the plan's log, from start()
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._main, name="lplr-runner", daemon=True)
+        self._pulse = threading.Thread(target=self._beat, name="lplr-heartbeat", daemon=True)
+        self._index = -1  # the run in progress
         self._data: dict = {}
         self._devices: list[torch.device] = []
         self._trajectory = Trajectory()
@@ -118,15 +127,24 @@ class Runner:
         self._cancel_reason = ""
         self.said: list[str] = []  # what the user should read before the run (a lock taken over)
 
+    @property
+    def plan_log(self) -> Path | None:
+        return self.results_dir / f"{self.plan_id}{PLAN_SUFFIX}" if self.results_dir and self.plan_id else None
+
+    @property
+    def stop_file(self) -> Path | None:
+        """Where a viewer asks this plan to stop (engine.tail.request_stop)."""
+        return stop_file_of(self.plan_log) if self.plan_log else None
+
     @classmethod
-    def resume(cls, run_dir: str | Path, trust: bool = False) -> "Runner":
+    def resume(cls, run_dir: str | Path, trust: bool = False, plan_id: str = "") -> "Runner":
         """A runner that continues the run in `run_dir` from its checkpoint, in place. A
         directory another user owns is resumed only with `trust`: its checkpoint is loaded and
         its files are rewritten."""
         run_dir = Path(run_dir).expanduser()
         if not trust:
             check_owner(run_dir)
-        record = read_record(run_dir)
+        record, _ = read_current(run_dir)  # the log, when the record is behind it
         if record.state == FINISHED:
             raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
         if not (run_dir / CHECKPOINT_NAME).is_file():
@@ -138,9 +156,10 @@ class Runner:
         label = record.run.get("label", "") or runner_label(spec)
         if not LABEL.check(label):
             raise ConfigError("[run] label", label, LABEL.allowed, str(record.path))
-        runner = cls(dataclasses.replace(spec, name=plan), run_dir.parent)
+        runner = cls(dataclasses.replace(spec, name=plan), run_dir.parent, plan_id)
         runner.runs = [dataclasses.replace(runner.runs[0], label=label)]
         runner._resume = (run_dir, record)
+        runner.writer.before[0] = record
         return runner
 
     def abandon(self, reason: str, state: str = INTERRUPTED) -> None:
@@ -192,7 +211,11 @@ class Runner:
         with self._locks_guard:
             self._locks[0] = lock
         try:
-            if read_record(run_dir).state == FINISHED:  # it finished while this process waited for it
+            record, _ = read_current(run_dir)  # as it is now that this process holds it
+            self._resume = (run_dir, record)
+            if self.writer is not None:
+                self.writer.before[0] = record
+            if record.state == FINISHED:  # it finished while this process waited for it
                 raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
             start = load_checkpoint(run_dir)
             check_belongs(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
@@ -217,7 +240,13 @@ class Runner:
     def start(self) -> None:
         if not self._devices:
             self.preflight()
+        if self.results_dir is not None:
+            self.plan_id = self.plan_id or new_plan_id(self.results_dir, self.spec.name)
+            claim(self.plan_log)
+            self.log = EventLog(self.plan_log)
         self._thread.start()
+        if self.results_dir is not None:
+            self._pulse.start()
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
         """Stop at the next epoch; the first reason given is the one the records keep."""
@@ -253,6 +282,19 @@ class Runner:
 
     # ------------------------------------------------------------ the thread
 
+    def _beat(self) -> None:
+        """The heartbeat thread: a Heartbeat into the logs every HEARTBEAT_EVERY seconds, and
+        a look for a viewer's stop request every STOP_POLL seconds, until the plan ends."""
+        last = time.monotonic()  # the plan's start says the worker is alive: the first beat follows it
+        while self._thread.is_alive():
+            if time.monotonic() - last >= HEARTBEAT_EVERY:
+                last = time.monotonic()
+                if self.log is not None:  # the logs' readers need it; the queue's consumer is this process
+                    self.log.handle(Heartbeat(self._index, time.time()))
+            if not self.cancelled and (request := read_stop_request(self.stop_file)):
+                self.cancel(request)
+            self._thread.join(STOP_POLL)
+
     def _emit(self, event: object) -> None:
         if isinstance(event, (EpochMeasured, ProbeMeasured)):
             self._trajectory.add(event)
@@ -267,7 +309,9 @@ class Runner:
     def _main(self) -> None:
         final = PlanFinished(FINISHED)
         try:
-            self._emit(PlanStarted(self.spec.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs)))
+            self._emit(PlanStarted(
+                self.spec.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs), worker_fields(), now()
+            ))
             for index, run in enumerate(self.runs):
                 if self.cancelled:
                     break
@@ -284,8 +328,15 @@ class Runner:
             except BaseException:
                 pass
         finally:
+            self._index = -1
             if self.log is not None:
+                try:
+                    self.log.handle(final)
+                except BaseException:
+                    pass
                 self.log.close()
+            if self.stop_file is not None:
+                self.stop_file.unlink(missing_ok=True)
             self.release_locks()
             self.events.put(final)
 
@@ -301,9 +352,11 @@ class Runner:
         params = count_params(model)
         self._trajectory = Trajectory.from_dict(prior.to_dict())
         self._annotator = Annotator(index, spec.guide, lambda epoch: step_size(spec, epoch))
+        self._index = index
         self._emit(RunStarted(
-            index, len(self.runs), spec.label, spec.to_dict(), params, environment(device, data), str(run_dir or ""),
-            resumed_from=start.epoch, trajectory=prior.to_dict(),
+            index, len(self.runs), spec.label, spec, params, environment(device, data), str(run_dir or ""),
+            resumed_from=start.epoch, trajectory=prior.to_dict(), plan=self.spec.name,
+            plan_log=str(self.plan_log or ""),
         ))
         save = (lambda state: self._checkpoint(index, run_dir, state)) if run_dir else None
         for text in self.said if self._resume is not None else []:
@@ -350,40 +403,6 @@ class Runner:
 
 def runner_label(spec: Spec) -> str:
     return plan_runs(spec)[0].label
-
-
-def check_owner(run_dir: Path) -> None:
-    """A run directory, record or checkpoint owned by another user is not resumed unasked."""
-    uid = os.getuid()
-    for path in (run_dir, run_dir / "record.toml", run_dir / CHECKPOINT_NAME):
-        try:
-            owner = path.lstat().st_uid
-        except OSError:
-            continue
-        if owner != uid:
-            raise LplrError(
-                f"--resume {run_dir}: {path.name} belongs to {user_name(owner)}, not to you; resuming loads "
-                "its checkpoint and rewrites its files: give --trust if you trust it"
-            )
-
-
-def user_name(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
-
-
-def known_guide(raw: dict) -> dict:
-    """A record's spec with the [guide] keys of other versions dropped (thresholds renamed or
-    retired since), so an old run still resumes."""
-    from engine.config import GuideSpec
-
-    names = {f.name for f in dataclasses.fields(GuideSpec)}
-    guide = raw.get("guide", {})
-    return {**raw, "guide": {k: v for k, v in guide.items() if k in names}} if isinstance(guide, dict) else raw
 
 
 def where(exc: BaseException) -> str:

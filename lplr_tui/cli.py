@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ from rich.text import Text
 
 from engine.config import available_presets, load_spec, parse_override, preset_description, preset_origin, shadowed
 from engine.errors import LplrError, printable
-from engine.events import FAILED, INTERRUPTED, PlanFinished
+from engine.events import FAILED, INTERRUPTED, LOST, PlanFinished
 
 if TYPE_CHECKING:
     from engine.runner import Runner
@@ -144,8 +145,10 @@ def run(
     results: Path = typer.Option(Path("results"), "--results", "-r", help="where run directories are written"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="the data root (sets data.root)"),
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N" (sets train.device)'),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from its directory"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted or lost run from its directory"),
     trust: bool = typer.Option(False, "--trust", help="with --resume: resume a run directory that another user owns"),
+    detach: bool = typer.Option(False, "--detach", help="run in a session of its own, immune to the terminal's hang-up; output to a log in the results directory"),
+    plan_id: Optional[str] = typer.Option(None, "--plan-id", hidden=True, help="the plan's file names (set by --detach)"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
     from engine.record import read_record
@@ -154,8 +157,13 @@ def run(
 
     if trust and not resume:
         raise LplrError("--trust: only with --resume RUN_DIR (it allows resuming a directory another user owns)")
-    runner = resumed_runner(resume, preset, overrides, data_dir, device, trust) if resume else new_runner(
-        preset, overrides, results, data_dir, device
+    if plan_id is not None and not PLAN_ID.fullmatch(plan_id):
+        raise LplrError(f"--plan-id {printable(plan_id)[:80]!r}: must be letters, digits and . = _ - (it names the plan's files)")
+    if detach:
+        start_detached(preset, overrides, results, data_dir, device, resume, trust)
+        return
+    runner = resumed_runner(resume, preset, overrides, data_dir, device, trust, plan_id or "") if resume else new_runner(
+        preset, overrides, results, data_dir, device, plan_id or ""
     )
     runner.preflight()
     if preset is not None:
@@ -196,20 +204,69 @@ def print_verdicts(records: list, plan: list) -> None:
             out.print("  " + line, markup=False)
 
 
-def new_runner(preset, overrides, results, data_dir, device) -> "Runner":
+def new_runner(preset, overrides, results, data_dir, device, plan_id: str = "") -> "Runner":
     from engine.runner import Runner
 
+    return Runner(checked_spec(preset, overrides, data_dir, device), results, plan_id)
+
+
+def checked_spec(preset, overrides, data_dir, device):
     if preset is None:
         raise LplrError("--preset: missing; give a preset name or path (see `lplr-tui presets`), or --resume RUN_DIR")
-    return Runner(load_spec(preset, spec_values(overrides, data_dir, device)), results)
+    return load_spec(preset, spec_values(overrides, data_dir, device))
 
 
-def resumed_runner(resume, preset, overrides, data_dir, device, trust: bool = False) -> "Runner":
+def resumed_runner(resume, preset, overrides, data_dir, device, trust: bool = False, plan_id: str = "") -> "Runner":
     from engine.runner import Runner
 
+    check_resume_alone(preset, overrides, data_dir, device)
+    return Runner.resume(resume, trust, plan_id)
+
+
+def check_resume_alone(preset, overrides, data_dir, device) -> None:
     if preset or overrides or data_dir or device:
         raise LplrError("--resume: continues a run exactly as it was specified; give no --preset, --set, --data-dir or --device")
-    return Runner.resume(resume, trust)
+
+
+PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,200}")
+
+
+def start_detached(preset, overrides, results, data_dir, device, resume, trust) -> None:
+    """Check what can be checked without the training stack, start the worker detached, wait
+    for its preflight, and say where everything is."""
+    from engine.lock import check_free, check_owner
+    from engine.record import check_writable, new_plan_id, read_current
+    from lplr_tui import detach
+
+    if resume is not None:
+        check_resume_alone(preset, overrides, data_dir, device)
+        resume = resume.expanduser()
+        if not trust:
+            check_owner(resume)
+        record, _ = read_current(resume)
+        if record.state == "finished":
+            raise LplrError(f"--resume {resume}: this run has finished already; nothing to resume")
+        check_free(resume)  # a live run is not resumed twice
+        name, results = str(record.run.get("plan", "") or "resumed"), resume.parent
+        args = ["--resume", str(resume)] + (["--trust"] if trust else [])
+    else:
+        name = checked_spec(preset, overrides, data_dir, device).name
+        args = ["--preset", preset, *[a for o in overrides for a in ("--set", o)], "--results", str(results)]
+        args += (["--data-dir", data_dir] if data_dir is not None else []) + (["--device", device] if device is not None else [])
+    check_writable(results)
+    started = detach.spawn(args, results, new_plan_id(results, name))
+    problem = detach.wait_started(started)
+    if problem:
+        started.plan_log.unlink(missing_ok=True)  # an empty log would read as a plan
+        raise LplrError(f"{problem} (the worker's output: {started.output})")
+    for line in (
+        f"plan {name}: running detached as pid {started.pid}, in a session of its own: closing this terminal does not stop it",
+        f"records: {results}/ (a directory per run)",
+        f"output:  {started.output}",
+        f"watch:   {started.watch_command()}",
+        f"stop:    kill -TERM {started.pid}, or c in the watch (it stops at the end of the epoch, checkpoint saved)",
+    ):
+        out.print(line, markup=False, soft_wrap=True)
 
 
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -235,6 +292,8 @@ def drive(runner: "Runner") -> tuple[PlanFinished, int | None]:
 
     previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
     runner.start()
+    if runner.plan_log is not None:
+        err.print(f"watch it from another terminal: lplr-tui watch {runner.plan_log}", markup=False, soft_wrap=True)
     final = PlanFinished(FAILED, "no events")
     try:
         with progress.display_for(out) as display:
@@ -302,13 +361,15 @@ def summary(
     """Read records back, recompute their summaries and verdicts from the trajectories with
     today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
     verdicts per run and across each plan)."""
-    from engine.record import find_records, read_record
+    from engine.record import find_records, read_current, with_liveness
 
     found = find_records(paths)
-    records, skipped = [], []
+    records, skipped, notes = [], [], []
     for path in found:  # the stored [summary] and [verdict] may come from an older version
         try:
-            records.append(reanalysed(read_record(path)))
+            record, problems = read_current(path)  # the log, where the record is behind it
+            notes += problems + ([f"{path}: {record.status['rebuilt']}"] if record.status.get("rebuilt") else [])
+            records.append(reanalysed(with_liveness(record)))
         except LplrError as exc:
             skipped.append(str(exc))
         except Exception as exc:  # a record that parses but that the analysis or the tables cannot take
@@ -317,11 +378,59 @@ def summary(
         raise LplrError(skipped[0])  # the one record asked for: its problem is the error
     for why in skipped:
         err.print(Text.assemble(("skipped:", "yellow"), f" {printable(why)}"), soft_wrap=True)
+    for note in notes:
+        err.print(Text.assemble(("note:", "yellow"), f" {printable(note)}"), soft_wrap=True)
     if not records:
         none = "no readable records" if found else "no records"
         raise LplrError(f"{none} under {', '.join(map(str, paths))}")
     print_tables(records, "summary (recomputed from the trajectories)")
     print_verdicts(records, plan_verdicts_of(records))
+    for record in records:
+        if record.state == LOST:
+            out.print(Text.assemble(("lost:", "red"), f" {record.label} at epoch {record.status.get('epochs_done', 0)}: {record.status['reason']}"), soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def watch(
+    target: Optional[Path] = typer.Argument(None, help="a plan's log (*.plan.jsonl), a run directory, or a results directory (its newest live plan)"),
+    results: Path = typer.Option(Path("results"), "--results", "-r", help="where to look for the newest live plan when no TARGET is given"),
+) -> None:
+    """Follow a plan or a run that another process writes, or wrote: the dashboard on a
+    terminal, progress lines otherwise (exit 0 when it has ended, 1 when its worker is lost)."""
+    from engine.tail import resolve
+
+    path = resolve(target if target is not None else results)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from lplr_tui.app import LplrApp  # textual loads only for the app
+
+        LplrApp(path.parent, watch=path).run()
+        return
+    raise typer.Exit(follow_lines(path))
+
+
+WATCH_POLL = 0.5  # seconds between reads of a followed log
+
+
+def follow_lines(path: Path) -> int:
+    from engine.events import Lost
+    from engine.tail import Tail
+    from lplr_tui.progress import LineDisplay
+
+    tail, display = Tail(path), LineDisplay(out)
+    display.say(f"following {path}")
+    try:
+        while True:
+            for event in tail.poll():
+                display.handle(event)
+                if isinstance(event, (PlanFinished, Lost)):
+                    return 0 if isinstance(event, PlanFinished) else 1
+            for problem in tail.problems:
+                err.print(Text.assemble(("warning:", "yellow"), f" {printable(problem)}"), soft_wrap=True)
+            tail.problems.clear()
+            time.sleep(WATCH_POLL)
+    except KeyboardInterrupt:
+        return 130
 
 
 def reanalysed(record):

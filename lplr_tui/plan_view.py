@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.analysis import live_series
+from engine.config import Spec
+from engine.record import unix_time
 from engine.events import (
-    FINISHED, RUNNING, Annotation, EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
+    FINISHED, LOST, RUNNING, Annotation, EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
 )
 from engine.trajectory import Trajectory
 
@@ -26,9 +28,10 @@ class RunView:
     device: str = ""
     run_dir: str = ""
     summary: dict = field(default_factory=dict)
-    spec: dict = field(default_factory=dict)
+    spec: Spec | None = None  # the run's resolved spec, from its RunStarted
     trajectory: Trajectory = field(default_factory=Trajectory)
-    started: float | None = None
+    started: float | None = None  # Unix time, the worker's clock (a viewer's clock when it names none)
+    resumed_from: int = 0
     annotations: list = field(default_factory=list)  # engine Annotation events
     verdicts: list = field(default_factory=list)  # dicts: name, passed, measured, threshold, text
 
@@ -45,13 +48,14 @@ class RunView:
         return self.state == FINISHED
 
     def series(self) -> dict:
-        optim = self.spec.get("optim", {})
-        return live_series(self.trajectory, self.final, self.spec.get("data", {}).get("n_train", 0), optim.get("lr", float("nan")),
-                           optim.get("schedule", "constant"), self.spec.get("train", {}).get("epochs", 0))
+        spec = self.spec
+        if spec is None:  # not started: nothing measured
+            return live_series(self.trajectory, False, 0, float("nan"), "constant", self.epochs)
+        return live_series(self.trajectory, self.final, spec.data.n_train, spec.optim.lr, spec.optim.schedule, spec.train.epochs)
 
 
 class PlanView:
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self.name = ""
         self.runs: list[RunView] = []
@@ -60,19 +64,26 @@ class PlanView:
         self.ended: float | None = None
         self.version = 0  # bumped by every event: the charts redraw when it moved
         self.verdicts: list = []  # the cross-run verdicts, once the plan has ended
+        self.lost: Lost | None = None
+        self.guide = ""  # the preset's guide, from the first run's spec
 
     def handle(self, event: object) -> None:
         self.version += 1
         if isinstance(event, PlanStarted):
-            self.name, self.state, self.started = event.name, RUNNING, self.clock()
+            self.name, self.state, self.started = event.name, RUNNING, when(event.started, self.clock)
             self.runs = [RunView(i, label, epochs) for i, (label, epochs) in enumerate(zip(event.labels, event.epochs))]
         elif isinstance(event, RunStarted):
             run = self.runs[event.run]
-            run.state, run.started, run.device, run.run_dir = RUNNING, self.clock(), event.environment["device"], event.run_dir
+            run.state, run.device, run.run_dir = RUNNING, event.environment.get("device", ""), event.run_dir
+            run.started, run.resumed_from = when(event.environment.get("started", ""), self.clock), event.resumed_from
             run.spec = event.spec
+            self.guide = self.guide or event.spec.guide.text.strip()
             run.trajectory = Trajectory.from_dict(event.trajectory)  # a resumed run's past
         elif isinstance(event, (EpochMeasured, ProbeMeasured)):
-            self.runs[event.run].trajectory.add(event)
+            run = self.runs[event.run]
+            run.trajectory.add(event)
+            if run.state == LOST:  # it spoke again: not lost after all (a lagging clock elsewhere)
+                run.state, run.reason, self.state = RUNNING, "", RUNNING
         elif isinstance(event, Annotation):
             self.runs[event.run].annotations.append(event)
         elif isinstance(event, RunFinished):
@@ -82,6 +93,11 @@ class PlanView:
         elif isinstance(event, PlanFinished):
             self.state, self.ended = event.state, self.clock()
             self.verdicts = list(event.verdicts)
+        elif isinstance(event, Lost):  # only a tailed log says so: the worker is gone or silent
+            self.state, self.lost = LOST, event
+            for run in self.runs:
+                if run.state == RUNNING:
+                    run.state, run.reason = LOST, event.reason
 
     @property
     def live(self) -> bool:
@@ -104,5 +120,14 @@ class PlanView:
         run = self.current
         if run is None or run.state != RUNNING or run.started is None or run.epoch == 0:
             return None
-        pace = (self.clock() - run.started) / run.epoch
+        if run.epoch <= run.resumed_from:
+            return None
+        pace = (self.clock() - run.started) / (run.epoch - run.resumed_from)  # this session's pace
         return pace * (run.epochs - run.epoch)
+
+
+
+def when(iso: str, clock: Callable[[], float]) -> float:
+    """An event's ISO time as Unix time; the viewer's clock when it has none (or an unreadable one)."""
+    at = unix_time(iso)
+    return clock() if at is None else at

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from engine.events import EpochMeasured, PlanStarted, ProbeMeasured, RunFinished, RunStarted
+from engine.record import unix_time
+from engine.events import EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 
 MARKS = {"finished": "[green]✓[/]", "diverged": "[red]✗ diverged[/]", "interrupted": "[yellow]■ interrupted[/]", "failed": "[red]✗ failed[/]"}
 
@@ -52,7 +53,7 @@ class BarDisplay:
     def handle(self, event: object) -> None:
         if isinstance(event, RunStarted):
             self.tasks[event.run] = self.progress.add_task(
-                f"run {event.run + 1}/{event.of} {escape(event.label)}", total=event.spec["train"]["epochs"], loss="…", lam="…"
+                f"run {event.run + 1}/{event.of} {escape(event.label)}", total=event.spec.train.epochs, loss="…", lam="…"
             )
         elif isinstance(event, EpochMeasured):
             self.progress.update(self.tasks[event.run], completed=event.epoch, loss=num(event.loss))
@@ -76,6 +77,7 @@ class LineDisplay:
         self.label = ""
         self.total = 0
         self.lam: float | None = None
+        self.started_at = ""
 
     def __enter__(self) -> "LineDisplay":
         return self
@@ -90,8 +92,10 @@ class LineDisplay:
         if isinstance(event, PlanStarted):
             self.say(f"plan {event.name}: {len(event.labels)} run(s)")
         elif isinstance(event, RunStarted):
-            self.started = self.last_line = time.monotonic()
-            self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec["train"]["epochs"], None
+            self.last_line = time.monotonic()
+            self.started_at = event.environment.get("started", "")
+            self.started = unix_time(self.started_at) or time.time()  # the worker's start: right in a watch too
+            self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec.train.epochs, None
             where = f", record in {event.run_dir}" if event.run_dir else ""
             self.say(f"{self.label}: started on {event.environment['device']} ({event.params:,} parameters{where})")
         elif isinstance(event, ProbeMeasured):
@@ -100,11 +104,17 @@ class LineDisplay:
             now = time.monotonic()
             if now - self.last_line >= self.every:
                 self.last_line = now
-                self.say(self.line(event, now - self.started))
+                self.say(self.line(event, time.time() - self.started))
         elif isinstance(event, RunFinished):
-            elapsed = clock(time.monotonic() - self.started)
+            end = unix_time(event.finished) or time.time()
+            elapsed = clock(end - self.started)
             extra = f": {event.reason}" if event.reason else ""
             self.say(f"{self.label}: {event.state} after {event.epochs_done} epochs in {elapsed}{extra}")
+        elif isinstance(event, PlanFinished):
+            self.say(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""))
+        elif isinstance(event, Lost):
+            where = f"; `lplr-tui run --resume {event.run_dir}` continues it" if event.run_dir else ""
+            self.say(f"lost at epoch {event.epochs_done}: {event.reason}{where}")
 
     def line(self, event: EpochMeasured, elapsed: float) -> str:
         done = max(event.epoch, 1)
@@ -117,3 +127,4 @@ class LineDisplay:
 
 def display_for(console: Console) -> BarDisplay | LineDisplay:
     return BarDisplay(console) if console.is_terminal else LineDisplay(console)
+

@@ -128,8 +128,8 @@ def row_cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
 
 
 def rows_of(runs: list) -> list[Row]:
-    """The table rows of records or of the app's run views (both have these five fields)."""
-    return [(r.label, r.spec, r.summary, r.state, r.trajectory) for r in runs]
+    """The table rows of records (their spec a dict) or of the app's run views (a Spec)."""
+    return [(r.label, r.spec.to_dict() if hasattr(r.spec, "to_dict") else (r.spec or {}), r.summary, r.state, r.trajectory) for r in runs]
 
 
 def plan_mean(rows: list[Row]) -> tuple[dict, int] | None:

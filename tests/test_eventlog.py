@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.config import validate
 from engine.eventlog import LOG_NAME, EventLog, event_line, read_events
 from engine.events import EpochMeasured, ProbeMeasured, RunFinished, RunStarted
 from engine.record import read_record
@@ -47,7 +48,7 @@ def test_nan_and_infinity_are_written_explicitly_and_read_back():
 
 def write_log(path: Path, events: list) -> None:
     log = EventLog()
-    log.handle(RunStarted(0, 1, "m", {}, 1, {}, str(path.parent)))
+    log.handle(RunStarted(0, 1, "m", validate({}), 1, {}, str(path.parent)))
     for event in events:
         log.handle(event)
     log.close()
@@ -98,10 +99,11 @@ def test_a_resumed_run_appends_and_ends_a_torn_line_first(tmp_path):
 
 WRITER = """
 import sys, time
+from engine.config import validate
 from engine.eventlog import EventLog
 from engine.events import EpochMeasured, RunStarted, RunFinished
 log = EventLog()
-log.handle(RunStarted(0, 1, "m", {}, 1, {}, sys.argv[1]))
+log.handle(RunStarted(0, 1, "m", validate({}), 1, {}, sys.argv[1]))
 for e in range(300):
     log.handle(EpochMeasured(0, e, 1.0 / (e + 1), float(e)))
     time.sleep(0.002)

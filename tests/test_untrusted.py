@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 import engine
 import engine.footprint
+from engine.config import validate
 import engine.runner
 from engine.atomic import replace_atomically, write_text_atomic
 from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -217,7 +218,7 @@ def test_markup_in_a_plans_run_label_is_refused_naming_the_entry(tmp_path):
 
 @pytest.mark.parametrize("text", MARKUP)
 def test_the_progress_displays_show_a_label_as_text(text):
-    started = RunStarted(0, 1, text, {"train": {"epochs": 10}}, 5, {"device": "cpu"}, "")
+    started = RunStarted(0, 1, text, validate({"train": {"epochs": 10}}), 5, {"device": "cpu"}, "")
     for display_type in (BarDisplay, LineDisplay):
         buffer = io.StringIO()
         console = Console(file=buffer, force_terminal=display_type is BarDisplay, width=200)

@@ -17,7 +17,7 @@ from lplr_tui.components.chart import COLOURS, DiagnosticChart, Series
 from lplr_tui.plan_view import PlanView, RunView
 from lplr_tui.progress import clock, num
 
-MARKS = {"waiting": "·", "running": "▶", "finished": "✓", "diverged": "✗", "interrupted": "■", "failed": "✗"}
+MARKS = {"waiting": "·", "running": "▶", "finished": "✓", "diverged": "✗", "interrupted": "■", "failed": "✗", "lost": "?"}
 REDRAW_EVERY = 0.25  # seconds: charts redraw at most 4 times a second
 
 # chart id, title, log axis, (x key, y key) in live_series
@@ -57,6 +57,8 @@ def status_line(plan: PlanView) -> str:
     ]
     if run.reason and run.state != "running":
         parts.append(f"run {run.state}: {run.reason}")
+    if plan.lost is not None and plan.lost.run_dir and run.state == "lost":
+        parts.append(f"lplr-tui run --resume {plan.lost.run_dir} continues it")
     return " · ".join(parts)
 
 
@@ -67,17 +69,19 @@ class DashboardScreen(Screen):
         Binding("o", "overlay", "overlay"),
         Binding("n", "next_run", "next run"),
         Binding("p", "previous_run", "prev run"),
+        Binding("f", "follow", "follow"),
         Binding("t", "table", "table"),
         Binding("x", "theory", "theory"),
         Binding("g", "guide", "guide"),
         Binding("b", "back", "back", show=False),
     ]  # ? and q are the app's
 
-    def __init__(self, plan: PlanView, guide: str = ""):
+    def __init__(self, plan: PlanView):
         super().__init__()
         self.plan = plan
-        self.guide = guide.strip()
+        self.guide = plan.guide  # "" until the first run's spec has come
         self.selected = 0
+        self.follow = True  # show the run in progress, until the user picks another (f: again)
         self.overlay = False
         self.theory = False
         self.drawn_version = -1
@@ -110,6 +114,11 @@ class DashboardScreen(Screen):
         if self.plan.version == self.drawn_version and not force:
             return
         self.drawn_version = self.plan.version
+        current = self.plan.current
+        if self.follow and current is not None and current.index != self.selected:
+            self.selected = current.index
+            if self.query_one("#runs", ListView).children:
+                self.query_one("#runs", ListView).index = self.selected
         self.update_run_list()
         self.update_charts()
         self.update_annotations()
@@ -158,6 +167,9 @@ class DashboardScreen(Screen):
     def update_annotations(self) -> None:
         lines = [f"[{run.label}] epoch {a.epoch}: {a.text}" for run in self.shown_runs() for a in run.annotations]
         self.query_one("#annotations", Static).update(Text("\n".join(lines) or "nothing yet"))
+        if not self.guide and self.plan.guide:  # the guide comes with the first run's spec
+            self.guide = self.plan.guide
+            self.query_one("#guide-text", Static).update(Text(self.guide))
 
     @staticmethod
     def noticed(runs: list[RunView]) -> list[float]:
@@ -184,12 +196,16 @@ class DashboardScreen(Screen):
 
     @on(ListView.Highlighted, "#runs")
     def run_highlighted(self, event: ListView.Highlighted) -> None:
-        if event.item is not None and int(event.item.name) != self.selected:
+        if event.item is None or event.list_view.index != int(event.item.name):
+            return  # a highlight the list has moved past (the list was just rebuilt)
+        if int(event.item.name) != self.selected:
             self.selected = int(event.item.name)
+            self.follow = False  # the user chose this run
             self.redraw(force=True)
 
     def select_run(self, step: int) -> None:
         if self.plan.runs:
+            self.follow = False
             self.selected = (self.selected + step) % len(self.plan.runs)
             self.query_one("#runs", ListView).index = self.selected
             self.redraw(force=True)
@@ -199,6 +215,11 @@ class DashboardScreen(Screen):
 
     def action_previous_run(self) -> None:
         self.select_run(-1)
+
+    def action_follow(self) -> None:
+        self.follow = True
+        self.notify("following the run in progress", timeout=2)
+        self.redraw(force=True)
 
     def action_overlay(self) -> None:
         self.overlay = not self.overlay

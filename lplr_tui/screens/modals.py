@@ -1,4 +1,4 @@
-"""Small modal screens: help, and the question asked before quitting a live run."""
+"""Small modal screens: help, and the questions asked before cancelling or quitting a live run."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ HELP = """[b]lplr-tui keys[/b]
 
   picker      ↑ ↓ choose an experiment · tab to its fields · s start
               a the largest stable step 2/λ_max(∇²L) of each run
-  dashboard   c cancel the plan (records say interrupted)
+  dashboard   c cancel the plan, asked first (records say interrupted)
+              f follow the run in progress again (after n / p)
               e export the records and the summary
               n / p  next / previous run · o overlay all runs
               x theory view: edge of stability, PL ratio vs its bound
               g show / hide the guide and what was noticed
               t the summary table · b back to the picker (after the end)
-  anywhere    ? this help · q quit (asks while a run is live)
+  picker      w watch the highlighted live plan · r resume a lost one
+  anywhere    ? this help · q quit (asks while a run is live: a
+              detached plan is left running unless you say stop)
 
 [b]charts[/b]
   λ_min      smallest NTK eigenvalue on the fixed probe subset
@@ -49,4 +52,37 @@ class ConfirmQuit(ModalScreen[bool]):
             yield Static("A run is live. Quit? It stops at the next epoch and its record says interrupted.\n\n[b]y[/b] quit   [b]n[/b] stay")
 
     def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class ConfirmCancel(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "stop it"), Binding("n,escape", "answer(False)", "keep it")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static("Stop the plan? Its run stops at the end of the epoch, saves a checkpoint, and its record says interrupted.\n\n[b]y[/b] stop it   [b]n[/b] keep it running")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class LeaveOrStop(ModalScreen[str]):
+    """Quitting while a detached plan is live: it goes on unless the user says stop."""
+
+    BINDINGS = [
+        Binding("l,enter", "answer('leave')", "leave it running"),
+        Binding("s", "answer('stop')", "stop it"),
+        Binding("escape", "answer('stay')", "stay"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(
+                "The plan runs in a worker of its own. Quit the app and\n\n"
+                "[b]l[/b] / [b]enter[/b] leave it running (watch it again with lplr-tui watch)\n"
+                "[b]s[/b] stop it (at the end of its epoch, checkpoint saved)\n"
+                "[b]esc[/b] stay here"
+            )
+
+    def action_answer(self, answer: str) -> None:
         self.dismiss(answer)

@@ -15,7 +15,8 @@ from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, St
 
 from engine.config import Spec, available_presets, load_spec, parse_override, shadowed
 from engine.errors import ConfigError, LplrError
-from engine.runner import Runner
+from engine.events import LOST, RUNNING
+from engine.tail import PlanState, plan_logs, plan_state
 from lplr_tui.tables import advice_lines
 
 # (the key the field edits, its label); "widths" edits model.width of every [[runs]] entry
@@ -27,6 +28,36 @@ FIELDS = [
     ("train.device", "device"),
     ("data.root", "data root"),
 ]
+
+
+PLANS_EVERY = 5.0  # seconds between looks at the results directory's plans
+
+
+def plan_line(plan: "PlanState") -> str:
+    return f"{'▶' if plan.live else '?'} {plan.name} ({plan.state})"
+
+
+class PlanList:
+    """The live and lost plans of a results directory; a plan's log is re-read only when it grew
+    or it was live (liveness changes without a write)."""
+
+    def __init__(self, results_dir: Path | None):
+        self.results_dir = results_dir
+        self.states: dict[Path, PlanState] = {}
+        self.sizes: dict[Path, int] = {}
+
+    def read(self) -> list["PlanState"]:
+        if self.results_dir is None or not self.results_dir.is_dir():
+            return []
+        for path in plan_logs(self.results_dir):
+            try:
+                size = path.stat().st_size
+                if self.sizes.get(path) != size or self.states[path].live:
+                    self.states[path], self.sizes[path] = plan_state(path), size
+            except (OSError, LplrError):
+                self.states.pop(path, None)
+        shown = [p for p in self.states.values() if p.runs and p.state in (RUNNING, LOST)]
+        return sorted(shown, key=lambda p: p.path.name, reverse=True)
 
 
 def field_id(key: str) -> str:
@@ -86,19 +117,25 @@ class PickerScreen(Screen):
     BINDINGS = [
         Binding("s", "start", "start"),
         Binding("a", "advise", "advise η"),
+        Binding("w", "watch_plan", "watch plan"),
+        Binding("r", "resume_plan", "resume lost"),
     ]  # ? and q are the app's
 
-    def __init__(self, overrides: dict | None = None):
+    def __init__(self, overrides: dict | None = None, results_dir: Path | None = None):
         super().__init__()
         self.presets: dict[str, Path] = available_presets()
         self.base_overrides = overrides or {}
         self.spec: Spec | None = None
+        self.results_dir = results_dir
+        self.plans = PlanList(results_dir)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="preset-pane"):
                 yield Label("experiments", classes="pane-title")
                 yield ListView(*(ListItem(Label(Text(name)), name=name) for name in self.presets), id="presets")
+                yield Label("live & lost plans", classes="pane-title")
+                yield ListView(id="plans")
             with VerticalScroll(id="detail-pane", can_focus=False):
                 yield Static("", id="description")
                 for key, label in FIELDS:
@@ -116,6 +153,46 @@ class PickerScreen(Screen):
         self.query_one("#presets", ListView).focus()
         if self.presets:
             self.select(next(iter(self.presets)))
+        self.refresh_plans()
+        self.set_interval(PLANS_EVERY, self.refresh_plans)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_plans()
+
+    def refresh_plans(self) -> None:
+        """The live and lost plans under the results directory, newest first."""
+        shown = self.plans.read()
+        view = self.query_one("#plans", ListView)
+        names = [str(p.path) for p in shown]
+        if [item.name for item in view.children] != names:
+            view.clear()
+            view.extend(ListItem(Label(Text(plan_line(p))), name=str(p.path)) for p in shown)
+        else:
+            for item, plan in zip(view.children, shown):
+                item.query_one(Label).update(Text(plan_line(plan)))
+
+    def highlighted_plan(self) -> "PlanState | None":
+        item = self.query_one("#plans", ListView).highlighted_child
+        return self.plans.states.get(Path(item.name)) if item is not None else None
+
+    def action_watch_plan(self) -> None:
+        plan = self.highlighted_plan()
+        if plan is None:
+            self.notify("no live or lost plan highlighted (tab to the plans list)", severity="warning")
+            return
+        from lplr_tui.sources import TailSource
+
+        self.app.attach(TailSource(plan.path))
+
+    def action_resume_plan(self) -> None:
+        plan = self.highlighted_plan()
+        if plan is None or plan.lost is None or not plan.lost.run_dir:
+            self.notify("highlight a lost plan in the plans list to resume it", severity="warning")
+            return
+        try:
+            self.app.resume_run(Path(plan.lost.run_dir))
+        except LplrError as exc:
+            self.show_error(exc)
 
     @on(ListView.Highlighted, "#presets")
     def highlighted(self, event: ListView.Highlighted) -> None:
@@ -182,6 +259,8 @@ class PickerScreen(Screen):
     @work(thread=True, exclusive=True)
     def advise_in_background(self, spec: Spec) -> None:
         try:
+            from engine.runner import Runner  # the training stack loads for the advice only
+
             runner = Runner(spec)
             runner.preflight()
             text = Text("\n".join(advice_lines(runner.advise(), compact=True)))

@@ -22,7 +22,7 @@ from lplr_tui.screens.summary import SummaryScreen
 @pytest.fixture
 def app(tmp_path, data_root, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./presets of the developer's
-    return LplrApp(tmp_path / "results", {"data.root": data_root, "train.device": "cpu", "probes.ntk_subset": 10})
+    return LplrApp(tmp_path / "results", {"data.root": data_root, "train.device": "cpu", "probes.ntk_subset": 10}, detach=False)
 
 
 async def until(pilot, condition, timeout: float = 60.0) -> None:
@@ -61,7 +61,7 @@ async def test_pick_start_watch_all_four_charts_cancel_export(app, tmp_path):
         await start(pilot, app, "mnist", train__epochs="100000")
         await until(pilot, lambda: all_charts_have_points(app) and app.plan.runs[0].epoch >= 25)
         assert "epoch" in str(app.screen.query_one("#status").render())
-        await pilot.press("c")
+        await pilot.press("c", "y")
         await until(pilot, lambda: not app.live)
         assert app.plan.state == "interrupted"
         await pilot.press("e")
@@ -89,7 +89,7 @@ async def test_switch_runs_and_overlay_in_a_plan(app):
         await pilot.press("o")
         await pilot.pause(0.3)
         assert dashboard.overlay and [s.label for s in charts(app)[0].series] == ["m=128 η=1e-3"]
-        await pilot.press("c")
+        await pilot.press("c", "y")
         await until(pilot, lambda: not app.live)
         assert [r.state for r in app.plan.runs] == ["interrupted"] + ["waiting"] * 4
 
@@ -139,7 +139,7 @@ async def test_resizing_during_a_run_keeps_drawing(app):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.3)
         assert app.live and all_charts_have_points(app)
-        await pilot.press("c")
+        await pilot.press("c", "y")
         await until(pilot, lambda: not app.live)
 
 
@@ -164,7 +164,7 @@ async def test_theory_view_and_step_size_advice(app):
         eta_beta, pl = charts(app)[0], charts(app)[2]
         assert eta_beta.base_title.startswith("step size η·β") and eta_beta.levels == [1.0, 2.0] and eta_beta.points >= 1
         assert [s.label for s in pl.series] == ["m=128 η=1e-3 ratio", "m=128 η=1e-3 bound"]
-        await pilot.press("c")
+        await pilot.press("c", "y")
         await until(pilot, lambda: not app.live)
 
 
@@ -215,4 +215,6 @@ async def test_the_quit_question_is_readable(app):
         await pilot.press("n")
         await pilot.pause()
         app.cancel_plan()
+        await pilot.pause()
+        await pilot.press("y")
         await until(pilot, lambda: not app.live)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import validate
 from engine.events import EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 from engine.record import find_records, read_record
 from lplr_tui.app import LplrApp
@@ -28,7 +29,7 @@ MARKUP = ["[/]", "[link=http://evil.example]click[/link]", "[bold]loud"]
 def fed_plan(name: str) -> PlanView:
     """A finished plan whose labels, name and reasons are markup, as a tampered record holds."""
     plan = PlanView()
-    spec = {"data": {"n_train": 10}, "optim": {"lr": 0.1}, "train": {"epochs": 3}}
+    spec = validate({"data": {"n_train": 10}, "optim": {"lr": 0.1}, "train": {"epochs": 3}, "probes": {"ntk_subset": 10}})
     plan.handle(PlanStarted(name, tuple(MARKUP), (3, 3, 3)))
     for run, label in enumerate(MARKUP):
         plan.handle(RunStarted(run, 3, label, spec, 10, {"device": "cpu"}, "/tmp/x"))

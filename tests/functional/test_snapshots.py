@@ -10,6 +10,7 @@ import math
 import pytest
 
 from engine import analysis
+from engine.config import validate
 from engine.events import EpochMeasured, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 from engine.trajectory import Trajectory
 from lplr_tui.app import LplrApp
@@ -24,7 +25,7 @@ def deterministic_events() -> list:
     events: list = [PlanStarted("demo", labels, (EPOCHS, EPOCHS))]
     for run, label in enumerate(labels):
         rho, l_star, lam0 = (0.985, 0.3, 0.5) if run == 0 else (0.99, 0.25, 1.7)
-        spec = {"model": {"width": 128 if run == 0 else 1024}, "train": {"epochs": EPOCHS}}
+        spec = validate({"model": {"width": 128 if run == 0 else 1024}, "train": {"epochs": EPOCHS}})
         events.append(RunStarted(run, 2, label, spec, 150_145 if run == 0 else 3_953_665, {"device": "cpu"}, f"/results/run{run}"))
         trajectory = Trajectory()
         for epoch in range(EPOCHS + 1):

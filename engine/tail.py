@@ -1,0 +1,246 @@
+"""Following a plan or a run through its logs, as another process appends to them.
+
+`Tail(target)` takes a plan's log (`<stamp>-<plan>.plan.jsonl`) or a run directory. Each
+`poll()` reads only the bytes appended since the last one and returns the same events, in the
+same order, that the runner put on its in-process queue: PlanStarted, each run's events, then
+PlanFinished. A viewer cannot tell the two sources apart. While the plan is live, the worker's
+liveness is checked at most once a second; a worker that is gone or silent yields one `Lost`.
+
+A run directory alone reads as a plan of that one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import events as ev
+from engine import liveness
+from engine.errors import LplrError, printable
+from engine.eventlog import LOG_NAME, PLAN_SUFFIX, read_events
+
+CHECK_EVERY = 1.0  # seconds between liveness checks of a live plan
+
+
+# a viewer asks a worker to stop with a file, <plan id>.stop beside the plan's log, holding the
+# reason; the worker looks for it every STOP_POLL seconds and stops at the end of its epoch
+STOP_SUFFIX = ".stop"
+STOP_POLL = 0.5  # seconds between a worker's looks for a stop request
+
+
+def read_stop_request(path: Path | None) -> str:
+    """A viewer's stop request: the reason it wrote ("" when there is none)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(400).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"a stop was requested ({path.name} could not be read: {exc.strerror})"
+    return printable(" ".join(text.split()))[:200] or "a stop was requested"
+
+
+def request_stop(stop_file: Path, reason: str) -> None:
+    from engine.atomic import write_text_atomic
+
+    write_text_atomic(stop_file, reason + "\n")
+
+
+def stop_file_of(plan_log: Path) -> Path:
+    return plan_log.with_name(plan_log.name.removesuffix(PLAN_SUFFIX) + STOP_SUFFIX)
+
+
+@dataclass
+class Followed:
+    """One log being read: where the next read starts."""
+
+    path: Path
+    offset: int = 0
+    lines: int = 0
+    size: int = -1  # the size at the last read: an unchanged file is not reopened
+
+    def read(self) -> tuple[list, list[str]]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return [], []
+        if size == self.size:
+            return [], []
+        got = read_events(self.path, self.offset, self.lines)
+        self.offset, self.lines, self.size = got.offset, got.lines, size
+        return got.events, [f"{self.path}: {p}" for p in got.problems]
+
+
+@dataclass
+class Tail:
+    target: Path
+    clock: object = time.time
+    plan: Followed | None = None  # None when a run directory is followed alone
+    runs: list = field(default_factory=list)  # [run index, Followed, finished] in the plan's order
+    held: ev.PlanFinished | None = None  # the plan's end, passed on once every run's events are
+    ended: bool = False
+    worker: dict = field(default_factory=dict)
+    heartbeat: float | None = None
+    lost: ev.Lost | None = None
+    checked: float = 0.0
+    problems: list = field(default_factory=list)  # corrupt lines, with where; the caller shows them
+    epochs_done: int = 0
+    run_dir: str = ""
+    plan_log_of_run: str = ""  # a run followed alone: its plan's log, named in its RunStarted
+
+    def __post_init__(self) -> None:
+        self.target = Path(self.target)
+        if self.target.is_dir():
+            self.runs.append([0, Followed(self.target / LOG_NAME), False])
+        else:
+            self.plan = Followed(self.target)
+
+    @property
+    def stop_file(self) -> Path | None:
+        """Where to ask the worker to stop: beside the plan's log (None when it names none)."""
+        if self.plan is not None:
+            return stop_file_of(self.plan.path)
+        if self.plan_log_of_run:
+            return stop_file_of(self.target.parent / Path(self.plan_log_of_run).name)
+        return None
+
+    def poll(self) -> list:
+        out: list = []
+        if self.plan is not None:
+            events, problems = self.plan.read()
+            self.problems += problems
+            for event in events:
+                self.see(event)
+                if isinstance(event, ev.RunPlaced):
+                    run_dir = self.plan.path.parent / Path(event.run_dir).name  # wherever the results directory is now
+                    self.runs.append([event.run, Followed(run_dir / LOG_NAME, event.offset), False])
+                elif isinstance(event, ev.PlanFinished):
+                    self.held = event
+                elif not isinstance(event, ev.Heartbeat):
+                    out.append(event)
+        for entry in self.runs:
+            index, followed, finished = entry
+            if not finished:
+                events, problems = followed.read()
+                self.problems += problems
+                for event in events:
+                    out += self.from_run(entry, event)
+                    if entry[2] and self.plan is not None:
+                        break  # what follows in a plan's run log is a later resume's
+            if not entry[2]:
+                break  # the later runs have not started, or wait for this one's events
+        else:
+            if self.held is not None and not self.ended:
+                out.append(self.held)
+                self.ended = True
+        out += self.check_liveness()
+        return out
+
+    def from_run(self, entry: list, event: object) -> list:
+        self.see(event)
+        if isinstance(event, ev.Heartbeat):
+            return []  # for liveness only: the in-process queue carries none either
+        out = []
+        if self.plan is None:  # a run alone: a plan of one, whatever its index was
+            if isinstance(event, ev.RunStarted):
+                self.ended = False
+                epochs = event.spec.train.epochs
+                out.append(ev.PlanStarted(event.plan or event.label, (event.label,), (epochs,), liveness.worker_of(event.environment)))
+            if hasattr(event, "run"):
+                event = dataclasses.replace(event, run=0)
+        out.append(event)
+        if isinstance(event, ev.RunFinished):
+            entry[2] = True
+            if self.plan is None:
+                state = event.state if event.state in (ev.INTERRUPTED, ev.FAILED) else ev.FINISHED
+                out.append(ev.PlanFinished(state, event.reason))
+                self.ended = True
+                entry[2] = False  # a resume may append to it: keep reading
+        return out
+
+    def see(self, event: object) -> None:
+        """What liveness needs: the worker, its newest heartbeat, the run in progress."""
+        if isinstance(event, ev.PlanStarted):
+            self.worker = dict(event.worker)
+        elif isinstance(event, ev.RunStarted):
+            self.worker = liveness.worker_of(event.environment) or self.worker
+            self.run_dir, self.epochs_done, self.plan_log_of_run = event.run_dir, event.resumed_from, event.plan_log
+            self.heartbeat = None if self.plan is None else self.heartbeat  # a resume is a new worker
+        elif isinstance(event, ev.EpochMeasured):
+            self.epochs_done = event.epoch
+        elif isinstance(event, ev.Heartbeat):
+            self.heartbeat = max(self.heartbeat or 0.0, event.at)
+            if self.lost is not None:
+                self.lost = None  # it spoke again (a clock that lagged, a paused process)
+
+    def check_liveness(self) -> list:
+        if self.ended or self.lost is not None or not self.worker:
+            return []
+        now = self.clock()
+        if now - self.checked < CHECK_EVERY:
+            return []
+        self.checked = now
+        verdict = liveness.check(self.worker, self.heartbeat, now)
+        if not verdict.lost:
+            return []
+        run_dir = str(self.target) if self.plan is None else ""
+        if self.plan is not None and self.run_dir:
+            run_dir = str(self.plan.path.parent / Path(self.run_dir).name)
+        self.lost = ev.Lost(f"the worker is lost: {verdict.reason}", self.epochs_done, run_dir)
+        return [self.lost]
+
+
+def plan_logs(results_dir: Path) -> list[Path]:
+    """The plans' logs under a results directory, oldest first (their names start with the time)."""
+    return sorted(Path(results_dir).glob(f"*{PLAN_SUFFIX}"))
+
+
+def resolve(target: Path) -> Path:
+    """What `watch TARGET` follows: a plan's log, a run directory, or the newest live plan of a
+    results directory (else its newest plan)."""
+    target = Path(target)
+    if target.is_file() and target.name.endswith(PLAN_SUFFIX):
+        return target
+    if target.is_dir() and (target / LOG_NAME).is_file():
+        return target
+    if target.is_dir():
+        logs = plan_logs(target)
+        if not logs:
+            raise LplrError(f"watch {target}: no runs there (no *{PLAN_SUFFIX} plan logs, and not a run directory with {LOG_NAME})")
+        live = [p for p in logs if plan_state(p).live]
+        return (live or logs)[-1]
+    if target.is_file():
+        raise LplrError(f"watch {target}: give a plan's log (*{PLAN_SUFFIX}), a run directory or a results directory")
+    raise LplrError(f"watch {target}: no such file or directory")
+
+
+@dataclass(frozen=True)
+class PlanState:
+    path: Path
+    name: str
+    state: str  # running, lost, or how it ended
+    runs: int
+    reason: str = ""
+    lost: ev.Lost | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state == ev.RUNNING
+
+
+def plan_state(path: Path) -> PlanState:
+    """A plan's state from its logs: how it ended, running, or lost."""
+    tail = Tail(path)
+    name, runs, state, reason = path.name.removesuffix(PLAN_SUFFIX), 0, ev.RUNNING, ""
+    for event in tail.poll():
+        if isinstance(event, ev.PlanStarted):
+            name, runs = event.name, len(event.labels)
+        elif isinstance(event, ev.PlanFinished):
+            state, reason = event.state, event.reason
+        elif isinstance(event, ev.Lost):
+            state, reason = ev.LOST, event.reason
+    return PlanState(path, name, state, runs, reason, tail.lost)
