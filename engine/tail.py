@@ -22,6 +22,7 @@ from engine.errors import LplrError, printable
 from engine.eventlog import LOG_NAME, PLAN_SUFFIX, read_events
 
 CHECK_EVERY = 1.0  # seconds between liveness checks of a live plan
+END_GRACE = 2.0  # seconds a plan's end waits for a run's log that has not caught up with it
 
 
 # a viewer asks a worker to stop with a file, <plan id>.stop beside the plan's log, holding the
@@ -76,12 +77,22 @@ class Followed:
 
 
 @dataclass
+class RunPart:
+    """A plan's part of a run's log: from where the plan placed it, to the run's end."""
+
+    followed: Followed
+    done: bool = False
+    started: bool = False
+
+
+@dataclass
 class Tail:
     target: Path
     clock: object = time.time
     plan: Followed | None = None  # None when a run directory is followed alone
-    runs: list = field(default_factory=list)  # [run index, Followed, finished] in the plan's order
+    runs: list = field(default_factory=list)  # RunPart, in the plan's order
     held: ev.PlanFinished | None = None  # the plan's end, passed on once every run's events are
+    held_at: float = 0.0
     ended: bool = False
     worker: dict = field(default_factory=dict)
     heartbeat: float | None = None
@@ -95,7 +106,7 @@ class Tail:
     def __post_init__(self) -> None:
         self.target = Path(self.target)
         if self.target.is_dir():
-            self.runs.append([0, Followed(self.target / LOG_NAME), False])
+            self.runs.append(RunPart(Followed(self.target / LOG_NAME)))
         else:
             self.plan = Followed(self.target)
 
@@ -117,49 +128,55 @@ class Tail:
                 self.see(event)
                 if isinstance(event, ev.RunPlaced):
                     run_dir = self.plan.path.parent / Path(event.run_dir).name  # wherever the results directory is now
-                    self.runs.append([event.run, Followed(run_dir / LOG_NAME, event.offset), False])
+                    self.runs.append(RunPart(Followed(run_dir / LOG_NAME, event.offset)))
                 elif isinstance(event, ev.PlanFinished):
-                    self.held = event
+                    self.held, self.held_at = event, self.clock()
                 elif not isinstance(event, ev.Heartbeat):
                     out.append(event)
-        for entry in self.runs:
-            index, followed, finished = entry
-            if not finished:
-                events, problems = followed.read()
+        # The plan's end is written after every event of its runs. A run that has not finished
+        # when the end is read gets END_GRACE seconds (a shared file system may show the plan's
+        # log first); then its log is read to its end and the plan ends (a sink failed mid-run).
+        ending = self.held is not None and self.clock() - self.held_at >= END_GRACE
+        for part in self.runs:
+            if not part.done:
+                events, problems = part.followed.read()
                 self.problems += problems
                 for event in events:
-                    out += self.from_run(entry, event)
-                    if entry[2] and self.plan is not None:
-                        break  # what follows in a plan's run log is a later resume's
-            if not entry[2]:
+                    if self.plan is not None and isinstance(event, ev.RunStarted) and part.started:
+                        part.done = True  # a later resume's part of this log (this plan's worker died)
+                    if part.done and self.plan is not None:
+                        break
+                    out += self.from_run(part, event)
+            if not part.done and not ending:
                 break  # the later runs have not started, or wait for this one's events
-        else:
-            if self.held is not None and not self.ended:
-                out.append(self.held)
-                self.ended = True
+        if self.held is not None and not self.ended and (ending or all(part.done for part in self.runs)):
+            out.append(self.held)
+            self.ended = True
         out += self.check_liveness()
         return out
 
-    def from_run(self, entry: list, event: object) -> list:
+    def from_run(self, part: "RunPart", event: object) -> list:
         self.see(event)
         if isinstance(event, ev.Heartbeat):
             return []  # for liveness only: the in-process queue carries none either
         out = []
+        if isinstance(event, ev.RunStarted):
+            part.started = True
         if self.plan is None:  # a run alone: a plan of one, whatever its index was
             if isinstance(event, ev.RunStarted):
-                self.ended = False
+                self.ended, self.lost = False, None
                 epochs = event.spec.train.epochs
                 out.append(ev.PlanStarted(event.plan or event.label, (event.label,), (epochs,), liveness.worker_of(event.environment)))
             if hasattr(event, "run"):
                 event = dataclasses.replace(event, run=0)
         out.append(event)
         if isinstance(event, ev.RunFinished):
-            entry[2] = True
-            if self.plan is None:
+            if self.plan is None:  # a resume may append to it: keep reading
                 state = event.state if event.state in (ev.INTERRUPTED, ev.FAILED) else ev.FINISHED
                 out.append(ev.PlanFinished(state, event.reason))
                 self.ended = True
-                entry[2] = False  # a resume may append to it: keep reading
+            else:
+                part.done = True
         return out
 
     def see(self, event: object) -> None:
@@ -178,7 +195,7 @@ class Tail:
                 self.lost = None  # it spoke again (a clock that lagged, a paused process)
 
     def check_liveness(self) -> list:
-        if self.ended or self.lost is not None or not self.worker:
+        if self.ended or self.held is not None or self.lost is not None or not self.worker:
             return []
         now = self.clock()
         if now - self.checked < CHECK_EVERY:
@@ -239,8 +256,8 @@ def plan_state(path: Path) -> PlanState:
     for event in tail.poll():
         if isinstance(event, ev.PlanStarted):
             name, runs = event.name, len(event.labels)
-        elif isinstance(event, ev.PlanFinished):
-            state, reason = event.state, event.reason
         elif isinstance(event, ev.Lost):
             state, reason = ev.LOST, event.reason
+    if tail.held is not None:  # its end is written: how it ended (its runs' logs may lag)
+        state, reason = tail.held.state, tail.held.reason
     return PlanState(path, name, state, runs, reason, tail.lost)

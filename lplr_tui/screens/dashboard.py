@@ -110,6 +110,8 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------ drawing
 
     def redraw(self, force: bool = False) -> None:
+        if not self.is_mounted or not self.children:
+            return  # a timer that fires while the screen is being taken down (the app quitting)
         self.query_one("#status", Static).update(Text(status_line(self.plan)))  # the clock moves
         if self.plan.version == self.drawn_version and not force:
             return

@@ -16,6 +16,7 @@ from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, St
 from engine.config import Spec, available_presets, load_spec, parse_override, shadowed
 from engine.errors import ConfigError, LplrError
 from engine.events import LOST, RUNNING
+from engine.eventlog import PLAN_SUFFIX
 from engine.tail import PlanState, plan_logs, plan_state
 from lplr_tui.tables import advice_lines
 
@@ -34,7 +35,8 @@ PLANS_EVERY = 5.0  # seconds between looks at the results directory's plans
 
 
 def plan_line(plan: "PlanState") -> str:
-    return f"{'▶' if plan.live else '?'} {plan.name} ({plan.state})"
+    """The plan's id (its start time and name) and its state."""
+    return f"{'▶' if plan.live else '?'} {plan.path.name.removesuffix(PLAN_SUFFIX)} ({plan.state})"
 
 
 class PlanList:
