@@ -27,7 +27,7 @@ import resource
 import time
 
 import engine
-from engine.config import parse_override, plan_runs
+from engine.config import Plan, parse_override
 from engine.events import RunFinished
 from engine.probes import DriftProbe, FullNTKProbe, NTKProbe, SharpnessProbe
 
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"{'run':<18} {'off s':>7} {'probes s':>9} {'all s':>7} {'probes/off':>11} {'all/off':>8} {'CPU all/off':>12}")
     totals = {"off": [0.0, 0.0], "probes": [0.0, 0.0], "all": [0.0, 0.0]}  # [wall, CPU]
     spent_total = 0.0  # the probes' own time in the fastest 'all' sides
-    for run in plan_runs(plan):
+    for run in Plan.of(plan).runs:
         variants = {
             "off": with_probes(run, every=0, theory_every=0, ntk_full_every=0),
             "probes": with_probes(run, theory_every=0, ntk_full_every=0),

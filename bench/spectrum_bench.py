@@ -23,7 +23,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 import engine
-from engine.config import plan_runs
+from engine.config import Plan
 from engine.data import load_data
 from engine.ntk import empirical_ntk, input_gram
 from engine.theory import spectrum_ends
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    run = plan_runs(engine.load_spec("mnist", {"train.device": "cpu"}))[0]
+    run = Plan.of(engine.load_spec("mnist", {"train.device": "cpu"})).runs[0]
     data = load_data(run.data, run.model.kind)
     model = engine.build_model(run)
     kernel = empirical_ntk(model, data.x, input_gram=input_gram(data.x))

@@ -15,7 +15,7 @@ import importlib
 from pathlib import Path
 from typing import Iterator
 
-from engine.config import Spec, load_spec, plan_runs
+from engine.config import Plan, Spec, load_spec
 from engine.errors import ConfigError, DataError, LplrError
 
 # The training stack (torch) loads on first use, so that reading records, presets and logs
@@ -47,6 +47,6 @@ def run(spec: Spec, results_dir: str | Path | None = None) -> Iterator[object]:
 
 
 __all__ = [
-    "Spec", "load_spec", "plan_runs", "build_model", "empirical_ntk", "run", "read_record",
+    "Plan", "Spec", "load_spec", "build_model", "empirical_ntk", "run", "read_record",
     "Runner", "LplrError", "ConfigError", "DataError",
 ]

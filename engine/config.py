@@ -1,7 +1,7 @@
 """Presets + `--set key=value` overrides -> one typed, validated experiment spec.
 
 A preset is a TOML file with the tables of DESIGN.md §4. `load_spec` returns the *plan*
-spec (it may hold `[[runs]]`); `plan_runs` expands it into one resolved spec per run,
+spec (it may hold `[[runs]]`); `Plan.of` expands it into one resolved spec per run,
 each of which is itself a valid preset that reproduces that run alone.
 """
 
@@ -397,7 +397,7 @@ NAME = Rule(
     "must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
 )
 LABEL = Rule(
-    # plan_runs appends " seed=N" to the labels of a plan over seeds: a resumed run's spec has it
+    # Plan.of appends " seed=N" to the labels of a plan over seeds: a resumed run's spec has it
     lambda v: re.fullmatch(r"[\w .,:;=+\-*/%·()<>#@!?~^']{1,80}( seed=-?\d{1,20})?", v) is not None,
     "must be 1-80 characters: letters, digits, spaces and . , : ; = + - * / % · ( ) < > # @ ! ? ~ ^ ' "
     "(no brackets, braces, quotes, backslashes or control characters)",
@@ -517,23 +517,41 @@ def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise
 
 
-def plan_runs(spec: Spec) -> list[Spec]:
-    """One resolved spec per run: each `[[runs]]` entry x each of `model.widths` x each seed."""
-    base = strip_plan(spec.to_dict())
-    several_seeds = len(spec.train.seeds) > 1
-    out = []
-    for entry in list(spec.runs) or [{}]:
-        for width in spec.model.widths or [None]:
-            for seed in spec.train.seeds:
-                raw = merge(base, entry)
-                raw["model"].pop("widths", None)
-                if width is not None:
-                    raw["model"]["width"] = width
-                raw["train"]["seeds"] = [seed]
-                run = validate(raw)
-                label = (entry.get("label") if width is None else "") or default_label(run)
-                out.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
-    return out
+@dataclass(frozen=True)
+class Plan:
+    """A preset expanded into its runs: each `[[runs]]` entry × each of `model.widths` × each
+    seed, every run a Spec of its own (one width, one seed, no `[[runs]]`). The preset as
+    written stays apart, in `preset`: the plan's name, its plan-wide thresholds, and what the
+    picker edits."""
+
+    preset: Spec
+    runs: tuple[Spec, ...]
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    @classmethod
+    def of(cls, preset: Spec) -> "Plan":
+        base = strip_plan(preset.to_dict())
+        several_seeds = len(preset.train.seeds) > 1
+        runs = []
+        for entry in list(preset.runs) or [{}]:
+            for width in preset.model.widths or [None]:
+                for seed in preset.train.seeds:
+                    raw = merge(base, entry)
+                    raw["model"].pop("widths", None)
+                    if width is not None:
+                        raw["model"]["width"] = width
+                    raw["train"]["seeds"] = [seed]
+                    run = validate(raw)
+                    label = (entry.get("label") if width is None else "") or default_label(run)
+                    runs.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
+        return cls(preset, tuple(runs))
+
+    def resumed(self, name: str, label: str) -> "Plan":
+        """The plan of one run resumed: its first run, under the plan's name and its label."""
+        return Plan(dataclasses.replace(self.preset, name=name), (dataclasses.replace(self.runs[0], label=label),))
 
 
 def default_label(spec: Spec) -> str:

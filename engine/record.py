@@ -447,10 +447,9 @@ def read_current(run_dir: str | Path) -> tuple[Record, list[str]]:
         run_dir = run_dir.parent
     if not (run_dir / LOG_NAME).is_file():
         return read_record(run_dir), []
-    try:
-        record = read_record(run_dir)
-    except LplrError:
-        record = None  # torn, or never written: the log may still tell the whole run
+    # a record never written (a worker killed at once) is rebuilt; one that is there but invalid
+    # (tampered with) is refused as it is, not papered over with the log
+    record = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else None
     try:
         rebuilt, problems = record_from_log(run_dir)
     except LplrError:

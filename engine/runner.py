@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import CHECKPOINT_NAME, Start, check_belongs, load_checkpoint, save_checkpoint
-from engine.config import LABEL, NAME, Spec, known_guide, plan_runs, validate
+from engine.config import LABEL, NAME, Plan, Spec, known_guide, validate
 from engine.data import Dataset, load_data
 from engine.errors import ConfigError, LplrError, printable
 from engine.events import (
@@ -102,14 +102,15 @@ def environment(device: torch.device, data: Dataset) -> dict:
 class Runner:
     """`preflight()` (raises what the user must fix), `start()`, then drain `events`."""
 
-    def __init__(self, spec: Spec, results_dir: str | Path | None = None, plan_id: str = ""):
-        self.spec = spec
-        self.runs = plan_runs(spec)
+    def __init__(self, plan: Spec | Plan, results_dir: str | Path | None = None, plan_id: str = ""):
+        self.plan = plan if isinstance(plan, Plan) else Plan.of(plan)
+        self.spec = self.plan.preset  # the preset as written: plan-wide settings
+        self.runs = list(self.plan.runs)
         self.results_dir = Path(results_dir).expanduser() if results_dir else None
         self.plan_id = plan_id  # names the plan's files: <plan_id>.plan.jsonl, .stop (and .log when detached)
         self.events: queue.Queue = queue.Queue()
         # the record writer reads the runner's trajectory: one fold of the events, here
-        self.writer = RecordWriter(spec.name, spec.record.write_interval, lambda run: self._trajectory) if self.results_dir else None
+        self.writer = RecordWriter(self.plan.name, self.spec.record.write_interval, lambda run: self._trajectory) if self.results_dir else None
         self.log: EventLog | None = None  # each run's events.jsonl and the plan's log, from start()
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._main, name="lplr-runner", daemon=True)
@@ -153,11 +154,10 @@ class Runner:
         plan = record.run.get("plan", spec.name)
         if not isinstance(plan, str) or not NAME.check(plan):
             raise ConfigError("[run] plan", plan, NAME.allowed, str(record.path))
-        label = record.run.get("label", "") or runner_label(spec)
+        label = record.run.get("label", "") or Plan.of(spec).runs[0].label
         if not LABEL.check(label):
             raise ConfigError("[run] label", label, LABEL.allowed, str(record.path))
-        runner = cls(dataclasses.replace(spec, name=plan), run_dir.parent, plan_id)
-        runner.runs = [dataclasses.replace(runner.runs[0], label=label)]
+        runner = cls(Plan.of(spec).resumed(plan, label), run_dir.parent, plan_id)
         runner._resume = (run_dir, record)
         runner.writer.before[0] = record
         return runner
@@ -241,7 +241,7 @@ class Runner:
         if not self._devices:
             self.preflight()
         if self.results_dir is not None:
-            self.plan_id = self.plan_id or new_plan_id(self.results_dir, self.spec.name)
+            self.plan_id = self.plan_id or new_plan_id(self.results_dir, self.plan.name)
             claim(self.plan_log)
             self.log = EventLog(self.plan_log)
         self._thread.start()
@@ -310,7 +310,7 @@ class Runner:
         final = PlanFinished(FINISHED)
         try:
             self._emit(PlanStarted(
-                self.spec.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs), worker_fields(), now()
+                self.plan.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs), worker_fields(), now()
             ))
             for index, run in enumerate(self.runs):
                 if self.cancelled:
@@ -355,7 +355,7 @@ class Runner:
         self._index = index
         self._emit(RunStarted(
             index, len(self.runs), spec.label, spec, params, environment(device, data), str(run_dir or ""),
-            resumed_from=start.epoch, trajectory=prior.to_dict(), plan=self.spec.name,
+            resumed_from=start.epoch, trajectory=prior.to_dict(), plan=self.plan.name,
             plan_log=str(self.plan_log or ""),
         ))
         save = (lambda state: self._checkpoint(index, run_dir, state)) if run_dir else None
@@ -393,16 +393,12 @@ class Runner:
             start = self._start if self._start is not None else load_checkpoint(run_dir)
             model.load_state_dict(start.model)
             return start, record.trajectory.before(start.epoch), run_dir
-        run_dir = new_run_dir(self.results_dir, self.spec.name, index, spec.label) if self.results_dir else None
+        run_dir = new_run_dir(self.results_dir, self.plan.name, index, spec.label) if self.results_dir else None
         if run_dir is not None:
             lock, _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
             with self._locks_guard:
                 self._locks[index] = lock
         return Start(), Trajectory(), run_dir
-
-
-def runner_label(spec: Spec) -> str:
-    return plan_runs(spec)[0].label
 
 
 def where(exc: BaseException) -> str:

@@ -243,6 +243,7 @@ class PlanState:
     runs: int
     reason: str = ""
     lost: ev.Lost | None = None
+    worker: dict = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -260,4 +261,4 @@ def plan_state(path: Path) -> PlanState:
             state, reason = ev.LOST, event.reason
     if tail.held is not None:  # its end is written: how it ended (its runs' logs may lag)
         state, reason = tail.held.state, tail.held.reason
-    return PlanState(path, name, state, runs, reason, tail.lost)
+    return PlanState(path, name, state, runs, reason, tail.lost, tail.worker)

@@ -172,11 +172,11 @@ def run(
         err.print(line, markup=False, soft_wrap=True)
     final, code = drive(runner)
     records = [read_record(p) for p in runner.record_paths]
-    print_tables(records, f"{runner.spec.name}: summary")
+    print_tables(records, f"{runner.plan.name}: summary")
     print_verdicts(records, list(final.verdicts))
     if records:
         summary_path, _ = export_plan(
-            runner.results_dir, runner.spec.name, rows_of(records), [str(p.parent) for p in runner.record_paths], list(final.verdicts)
+            runner.results_dir, runner.plan.name, rows_of(records), [str(p.parent) for p in runner.record_paths], list(final.verdicts)
         )
         out.print(f"summary: {summary_path}", markup=False)
     out.print("records:")

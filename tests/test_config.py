@@ -3,7 +3,7 @@
 import pytest
 
 import engine
-from engine.config import parse_override, plan_runs, short_float
+from engine.config import Plan, parse_override, short_float
 from engine.errors import ConfigError
 
 
@@ -95,14 +95,14 @@ def test_preset_values_and_defaults(make_spec):
 
 
 def test_ablation_plan_is_five_runs_with_plain_labels(make_spec):
-    runs = plan_runs(make_spec("ablation"))
+    runs = Plan.of(make_spec("ablation")).runs
     assert [r.label for r in runs] == ["m=128 η=1e-3", "m=256 η=1e-3", "m=512 η=1e-3", "m=1024 η=1e-3", "m=1024 η=2.5e-4"]
     assert [r.model.width for r in runs] == [128, 256, 512, 1024, 1024]
     assert all(r.runs == () and r.train.seeds == [0] for r in runs)
 
 
 def test_seeds_multiply_runs_and_each_run_spec_is_a_preset(make_spec, tmp_path):
-    runs = plan_runs(make_spec(train__seeds=[0, 1, 2]))
+    runs = Plan.of(make_spec(train__seeds=[0, 1, 2])).runs
     assert [r.label for r in runs] == ["m=128 η=1e-3 seed=0", "m=128 η=1e-3 seed=1", "m=128 η=1e-3 seed=2"]
     import tomli_w
 

@@ -182,12 +182,18 @@ def test_the_record_on_disk_reaches_every_checkpoint_before_it_is_written(make_s
     assert [epoch for epoch, _ in seen] == [10, 20, 30] and all(recorded == epoch for epoch, recorded in seen)
 
 
-def test_a_record_that_stops_before_its_checkpoint_is_not_resumed_with_a_gap(make_spec, tmp_path):
+def test_a_record_that_stops_before_its_checkpoint_is_not_resumed_with_a_gap(make_spec, tmp_path, monkeypatch):
     run_dir = interrupted_run(make_spec, tmp_path, 20)
     raw = read_record(run_dir).to_dict()
     raw["trajectory"] = read_record(run_dir).trajectory.before(10).to_dict()
     write_atomic(run_dir / "record.toml", raw)
+    log = (run_dir / "events.jsonl").read_bytes()
+    (run_dir / "events.jsonl").unlink()  # a run directory of a version without event logs
     one_line_error(invoke("run", "--resume", str(run_dir)), "the record holds only 10 epochs before it", "gap")
+    (run_dir / "events.jsonl").write_bytes(log)  # with its log, the epochs the record lacks are there
+    monkeypatch.setattr(engine.Runner, "start", lambda self: self.events.put(PlanFinished("interrupted", "test")))
+    result = invoke("run", "--resume", str(run_dir))
+    assert result.exit_code == 130, result.output  # it went past the gap check
 
 
 def test_a_run_directory_of_another_user_is_resumed_only_with_trust(make_spec, tmp_path, monkeypatch):

@@ -35,8 +35,8 @@ PLANS_EVERY = 5.0  # seconds between looks at the results directory's plans
 
 
 def plan_line(plan: "PlanState") -> str:
-    """The plan's id (its start time and name) and its state."""
-    return f"{'▶' if plan.live else '?'} {plan.path.name.removesuffix(PLAN_SUFFIX)} ({plan.state})"
+    """The plan's name and state, then its id (start time and name) on a line of its own."""
+    return f"{'▶' if plan.live else '?'} {plan.name} ({plan.state})\n  {plan.path.name.removesuffix(PLAN_SUFFIX)}"
 
 
 class PlanList:
@@ -56,10 +56,23 @@ class PlanList:
                 size = path.stat().st_size
                 if self.sizes.get(path) != size or self.states[path].live:
                     self.states[path], self.sizes[path] = plan_state(path), size
-            except (OSError, LplrError):
+            except (OSError, LplrError):  # unreadable, or a newer version's: not listed
                 self.states.pop(path, None)
-        shown = [p for p in self.states.values() if p.runs and p.state in (RUNNING, LOST)]
+                self.sizes.pop(path, None)
+        shown = [p for p in self.states.values() if p.runs and (p.live or (p.state == LOST and not resumed_since(p)))]
         return sorted(shown, key=lambda p: p.path.name, reverse=True)
+
+
+def resumed_since(plan: "PlanState") -> bool:
+    """A lost plan's run that another worker has taken up since (a resume): nothing left to do."""
+    from engine.liveness import worker_of
+    from engine.record import read_current
+
+    try:
+        record, _ = read_current(Path(plan.lost.run_dir))
+    except (LplrError, OSError):
+        return False
+    return record.state != RUNNING or worker_of(record.environment) != plan.worker
 
 
 def field_id(key: str) -> str:

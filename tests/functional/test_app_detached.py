@@ -113,7 +113,7 @@ async def test_the_picker_lists_live_and_lost_plans_to_attach_to(tmp_path, monke
         await pilot.pause(0.5)
         plans = app.screen.query_one("#plans")
         lines = [str(item.query_one("Label").render()) for item in plans.children]
-        assert lines == ["▶ 20260101-000002-liveplan (running)", "? 20260101-000001-lostplan (lost)"]  # newest first; the finished one is not listed
+        assert lines == ["▶ 20260101-000002-liveplan (running)\n  20260101-000002-liveplan", "? 20260101-000001-lostplan (lost)\n  20260101-000001-lostplan"]  # newest first; the finished one is not listed
         plans.focus()
         plans.index = 1
         await pilot.pause()
