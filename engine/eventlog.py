@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -63,19 +64,37 @@ def event_line(event: object) -> str:
     return json.dumps({"type": type(event).__name__, **encode(fields)}, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+# what each field of a logged event must hold (a log is untrusted input: a wrong type is a
+# bad line, reported, not a crash of whoever reads it)
+KINDS = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,), "list": (list,)}
+
+
 def event_from(raw: dict) -> object:
     cls = TYPES[raw["type"]]
     names = {f.name: f for f in dataclasses.fields(cls)}
     values = {k: v for k, v in decode(raw).items() if k in names}
-    for name, f in names.items():  # tuples come back as lists
-        if name in values and isinstance(values[name], list) and "tuple" in str(f.type):
-            values[name] = tuple(values[name])
+    for name, f in names.items():
+        if name not in values:
+            continue
+        kind = str(f.type).split("[")[0].split(" ")[0].strip("'\"")
+        value = values[name]
+        if kind == "tuple":  # tuples come back as lists
+            if not isinstance(value, list) or not all(isinstance(v, (str, int, float, dict)) for v in value):
+                raise ValueError(f"{name}: not a list of plain values")
+            values[name] = tuple(value)
+        elif kind in KINDS and (not isinstance(value, KINDS[kind]) or isinstance(value, bool)):
+            raise ValueError(f"{name}: not {'a number' if kind == 'float' else 'an integer' if kind == 'int' else 'a ' + kind}")
+    if isinstance(values.get("run"), int) and values["run"] < -1 or isinstance(values.get("offset"), int) and values["offset"] < 0:
+        raise ValueError("run or offset: negative")
     if cls is ev.RunStarted:  # the spec comes back typed, checked like a preset
         from engine.config import known_guide, validate
 
         if not isinstance(values.get("spec"), dict):
             raise ValueError("spec: not a table")
         values["spec"] = validate(known_guide(values["spec"]), "the log's RunStarted")
+        for series in values.get("trajectory", {}).values():
+            if not isinstance(series, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in series):
+                raise ValueError("trajectory: a series that is not a list of numbers")
     return cls(**values)
 
 
@@ -168,7 +187,7 @@ def read_events(path: str | Path, offset: int = 0, lines: int = 0) -> Read:
     """The events in the whole lines from `offset` on (0: the start, with the header checked).
     Pass back `offset` and `lines` to read only what was appended since."""
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         if offset and not lines:  # a first read from the middle: the header is checked all the same
             head = fh.read(offset)
             check_header(path, head.split(b"\n", 1)[0])
@@ -184,12 +203,12 @@ def read_events(path: str | Path, offset: int = 0, lines: int = 0) -> Read:
             continue
         try:
             raw = json.loads(raw_line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            out.problems.append(f"line {out.lines}: not JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            out.problems.append(f"line {out.lines}: not JSON ({exc.msg if hasattr(exc, 'msg') else type(exc).__name__})")
             continue
         try:
             out.events.append(event_from(raw))
-        except (KeyError, TypeError, ValueError, LplrError) as exc:
+        except (KeyError, TypeError, ValueError, LplrError, RecursionError) as exc:
             out.problems.append(f"line {out.lines}: not an event ({type(exc).__name__}: {exc})")
     return out
 
@@ -198,7 +217,7 @@ def check_header(path: Path, line: bytes) -> None:
     """The first line names this format and a version this program reads."""
     try:
         raw = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raw = None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise LplrError(f"{path}: not an lplr-tui event log (its first line names no format {FORMAT!r})")
@@ -207,3 +226,18 @@ def check_header(path: Path, line: bytes) -> None:
         raise LplrError(
             f"{path}: event log version {printable(str(version))[:40]}; this lplr-tui reads version {VERSION} and older: upgrade it"
         )
+
+
+def open_regular(path: Path):
+    """A log opened for reading: a regular file only (a FIFO planted in a shared directory
+    would block its reader), unreadable ones as one clear error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise LplrError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LplrError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")

@@ -341,7 +341,7 @@ class RecordWriter:
             if self.closed:
                 return
             record = self.records[run]
-            if record.status["state"] == RUNNING:
+            if record.status["state"] == RUNNING and not self.dry:
                 record.status["heartbeat"] = iso_time(time.time())  # the record's own sign of life
                 if record.trajectory.epoch:
                     record.status["epochs_done"] = record.trajectory.epoch[-1]
@@ -433,6 +433,13 @@ def record_from_log(run_dir: str | Path) -> tuple[Record, list[str]]:
     record = writer.records[0]
     if record.state == RUNNING and record.trajectory.epoch:
         record.status["epochs_done"] = record.trajectory.epoch[-1]
+    # its sign of life: the newest Heartbeat, else its (last) start; never the reader's clock
+    resumed = record.environment.get("resumed")
+    last_start = resumed[-1] if isinstance(resumed, list) and resumed else record.environment.get("started", "")
+    record.status.setdefault("heartbeat", str(last_start))
+    problem = shape_problem(record.to_dict())
+    if problem:  # what the log says goes where a record's text goes: the same checks
+        raise LplrError(f"{path}: cannot stand for a record: {problem}")
     return record, [f"{path}: {p}" for p in got.problems]
 
 

@@ -287,12 +287,15 @@ class Runner:
         a look for a viewer's stop request every STOP_POLL seconds, until the plan ends."""
         last = time.monotonic()  # the plan's start says the worker is alive: the first beat follows it
         while self._thread.is_alive():
-            if time.monotonic() - last >= HEARTBEAT_EVERY:
-                last = time.monotonic()
-                if self.log is not None:  # the logs' readers need it; the queue's consumer is this process
-                    self.log.handle(Heartbeat(self._index, time.time()))
-            if not self.cancelled and (request := read_stop_request(self.stop_file)):
-                self.cancel(request)
+            try:
+                if time.monotonic() - last >= HEARTBEAT_EVERY:
+                    last = time.monotonic()
+                    if self.log is not None:  # the logs' readers need it; the queue's consumer is this process
+                        self.log.handle(Heartbeat(self._index, time.time()))
+                if not self.cancelled and (request := read_stop_request(self.stop_file)):
+                    self.cancel(request)
+            except Exception:  # a disk that is full now may not be in 5 s: the next beat tries again
+                pass
             self._thread.join(STOP_POLL)
 
     def _emit(self, event: object) -> None:
@@ -329,14 +332,19 @@ class Runner:
                 pass
         finally:
             self._index = -1
-            if self.log is not None:
-                try:
-                    self.log.handle(final)
-                except BaseException:
-                    pass
-                self.log.close()
+            try:  # nothing here may keep the end from its consumers, or the locks held
+                if self.log is not None:
+                    try:
+                        self.log.handle(final)
+                    finally:
+                        self.log.close()
+            except BaseException:
+                pass
             if self.stop_file is not None:
-                self.stop_file.unlink(missing_ok=True)
+                try:
+                    self.stop_file.unlink(missing_ok=True)
+                except OSError:
+                    pass
             self.release_locks()
             self.events.put(final)
 

@@ -12,6 +12,9 @@ A run directory alone reads as a plan of that one run.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +23,11 @@ from engine import events as ev
 from engine import liveness
 from engine.errors import LplrError, printable
 from engine.eventlog import LOG_NAME, PLAN_SUFFIX, read_events
+from engine.record import unix_time
 
 CHECK_EVERY = 1.0  # seconds between liveness checks of a live plan
 END_GRACE = 2.0  # seconds a plan's end waits for a run's log that has not caught up with it
+NO_START_AFTER = 60.0  # seconds after which a plan's log without PlanStarted is a plan that never started
 
 
 # a viewer asks a worker to stop with a file, <plan id>.stop beside the plan's log, holding the
@@ -36,12 +41,17 @@ def read_stop_request(path: Path | None) -> str:
     if path is None:
         return ""
     try:
-        with open(path, "rb") as fh:
-            text = fh.read(400).decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return ""
     except OSError as exc:
         return f"a stop was requested ({path.name} could not be read: {exc.strerror})"
+    try:  # a regular file's first bytes (a FIFO planted there must not block the worker)
+        text = os.read(fd, 400).decode("utf-8", "replace") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    except OSError:
+        text = ""
+    finally:
+        os.close(fd)
     return printable(" ".join(text.split()))[:200] or "a stop was requested"
 
 
@@ -69,6 +79,8 @@ class Followed:
             size = self.path.stat().st_size
         except FileNotFoundError:
             return [], []
+        except OSError as exc:
+            raise LplrError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
         if size == self.size:
             return [], []
         got = read_events(self.path, self.offset, self.lines)
@@ -115,8 +127,8 @@ class Tail:
         """Where to ask the worker to stop: beside the plan's log (None when it names none)."""
         if self.plan is not None:
             return stop_file_of(self.plan.path)
-        if self.plan_log_of_run:
-            return stop_file_of(self.target.parent / Path(self.plan_log_of_run).name)
+        if child_name(self.plan_log_of_run):
+            return stop_file_of(self.target.parent / child_name(self.plan_log_of_run))
         return None
 
     def poll(self) -> list:
@@ -127,8 +139,11 @@ class Tail:
             for event in events:
                 self.see(event)
                 if isinstance(event, ev.RunPlaced):
-                    run_dir = self.plan.path.parent / Path(event.run_dir).name  # wherever the results directory is now
-                    self.runs.append(RunPart(Followed(run_dir / LOG_NAME, event.offset)))
+                    name = child_name(event.run_dir)  # wherever the results directory is now, and inside it
+                    if name:
+                        self.runs.append(RunPart(Followed(self.plan.path.parent / name / LOG_NAME, event.offset)))
+                    else:
+                        self.problems.append(f"{self.plan.path}: a run directory that is not a child of it: {printable(event.run_dir)[:80]!r}")
                 elif isinstance(event, ev.PlanFinished):
                     self.held, self.held_at = event, self.clock()
                 elif not isinstance(event, ev.Heartbeat):
@@ -183,32 +198,48 @@ class Tail:
         """What liveness needs: the worker, its newest heartbeat, the run in progress."""
         if isinstance(event, ev.PlanStarted):
             self.worker = dict(event.worker)
+            self.heartbeat = unix_time(event.started)  # its start is its first sign of life
         elif isinstance(event, ev.RunStarted):
             self.worker = liveness.worker_of(event.environment) or self.worker
             self.run_dir, self.epochs_done, self.plan_log_of_run = event.run_dir, event.resumed_from, event.plan_log
-            self.heartbeat = None if self.plan is None else self.heartbeat  # a resume is a new worker
+            if self.plan is None:  # a resume is a new worker: its start is its first sign of life
+                self.heartbeat = unix_time(event.environment.get("started", ""))
         elif isinstance(event, ev.EpochMeasured):
             self.epochs_done = event.epoch
+        elif isinstance(event, ev.RunFinished):
+            self.run_dir = ""  # between runs: nothing to resume
         elif isinstance(event, ev.Heartbeat):
             self.heartbeat = max(self.heartbeat or 0.0, event.at)
             if self.lost is not None:
                 self.lost = None  # it spoke again (a clock that lagged, a paused process)
 
     def check_liveness(self) -> list:
-        if self.ended or self.held is not None or self.lost is not None or not self.worker:
+        if self.ended or self.held is not None or self.lost is not None:
             return []
         now = self.clock()
         if now - self.checked < CHECK_EVERY:
             return []
         self.checked = now
-        verdict = liveness.check(self.worker, self.heartbeat, now)
+        if not self.worker:  # no PlanStarted (yet): a worker that died before writing it is lost
+            if self.plan is None or not self.plan.path.is_file() or now - self.plan.path.stat().st_mtime < NO_START_AFTER:
+                return []
+            verdict = liveness.Verdict(True, f"its log names no worker {NO_START_AFTER:g} s after it was made (the plan never started)")
+        else:
+            verdict = liveness.check(self.worker, self.heartbeat, now)
         if not verdict.lost:
             return []
         run_dir = str(self.target) if self.plan is None else ""
-        if self.plan is not None and self.run_dir:
-            run_dir = str(self.plan.path.parent / Path(self.run_dir).name)
+        if self.plan is not None and child_name(self.run_dir):
+            run_dir = str(self.plan.path.parent / child_name(self.run_dir))
         self.lost = ev.Lost(f"the worker is lost: {verdict.reason}", self.epochs_done, run_dir)
         return [self.lost]
+
+
+def child_name(path: str) -> str:
+    """The last part of a path from a log, when it can name a file in the results directory
+    ("" when it cannot: empty, ".", ".." or not a name this program makes)."""
+    name = Path(path).name if path else ""
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=-]*", name) and name not in (".", "..") else ""
 
 
 def plan_logs(results_dir: Path) -> list[Path]:
@@ -250,15 +281,25 @@ class PlanState:
         return self.state == ev.RUNNING
 
 
+class PlanWatch:
+    """A plan's state kept current from its logs, each look reading only what was appended."""
+
+    def __init__(self, path: Path):
+        self.tail = Tail(path)
+        self.name, self.runs = path.name.removesuffix(PLAN_SUFFIX), 0
+
+    def state(self) -> PlanState:
+        for event in self.tail.poll():
+            if isinstance(event, ev.PlanStarted):
+                self.name, self.runs = event.name, len(event.labels)
+        tail, state, reason = self.tail, ev.RUNNING, ""
+        if tail.held is not None:  # its end is written: how it ended (its runs' logs may lag)
+            state, reason = tail.held.state, tail.held.reason
+        elif tail.lost is not None:
+            state, reason = ev.LOST, tail.lost.reason
+        return PlanState(tail.target, self.name, state, self.runs, reason, tail.lost, tail.worker)
+
+
 def plan_state(path: Path) -> PlanState:
     """A plan's state from its logs: how it ended, running, or lost."""
-    tail = Tail(path)
-    name, runs, state, reason = path.name.removesuffix(PLAN_SUFFIX), 0, ev.RUNNING, ""
-    for event in tail.poll():
-        if isinstance(event, ev.PlanStarted):
-            name, runs = event.name, len(event.labels)
-        elif isinstance(event, ev.Lost):
-            state, reason = ev.LOST, event.reason
-    if tail.held is not None:  # its end is written: how it ended (its runs' logs may lag)
-        state, reason = tail.held.state, tail.held.reason
-    return PlanState(path, name, state, runs, reason, tail.lost, tail.worker)
+    return PlanWatch(path).state()

@@ -105,13 +105,17 @@ class LplrApp(App):
             return
         if self.starting:
             return
-        from engine.record import check_writable, new_plan_id, write_atomic
+        from engine.record import check_writable, dumps, new_plan_id
         from lplr_tui import detach
 
         check_writable(self.results_dir)
         plan_id = new_plan_id(self.results_dir, spec.name)
         preset = self.results_dir / f"{plan_id}.preset.toml"  # the spec as the picker made it
-        write_atomic(preset, spec.to_dict())
+        try:
+            with open(preset, "x", encoding="utf-8") as fh:  # a plan id another app took this second is not shared
+                fh.write(dumps(spec.to_dict()))
+        except OSError as exc:
+            raise LplrError(f"{preset}: cannot be written ({exc.strerror or exc})") from None
         started = detach.spawn(["--preset", str(preset), "--results", str(self.results_dir)], self.results_dir, plan_id)
         self.starting = True
         self.notify("starting the plan in a worker of its own (it loads its data first)…", timeout=4)
@@ -127,6 +131,7 @@ class LplrApp(App):
             self.post_message(PlanFailed(f"{problem} (the worker's output: {started.output})"))
         else:
             self.post_message(PlanReady(started.plan_log, started.pid))
+            started.process.wait()  # reaped when it ends: a zombie would pass for a live worker
 
     def resume_run(self, run_dir: Path) -> None:
         """Continue a lost (or interrupted) run in a detached worker, and follow it."""

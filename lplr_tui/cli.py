@@ -398,9 +398,10 @@ def watch(
 ) -> None:
     """Follow a plan or a run that another process writes, or wrote: the dashboard on a
     terminal, progress lines otherwise (exit 0 when it has ended, 1 when its worker is lost)."""
-    from engine.tail import resolve
+    from engine.tail import Tail, resolve
 
     path = resolve(target if target is not None else results)
+    Tail(path).poll()  # a log this version cannot read is refused here, as one line
     if sys.stdin.isatty() and sys.stdout.isatty():
         from lplr_tui.app import LplrApp  # textual loads only for the app
 

@@ -69,6 +69,8 @@ class PlanView:
 
     def handle(self, event: object) -> None:
         self.version += 1
+        if not isinstance(event, PlanStarted) and not 0 <= getattr(event, "run", 0) < max(len(self.runs), 1):
+            return  # a run the plan does not have (a log that was tampered with)
         if isinstance(event, PlanStarted):
             self.name, self.state, self.started = event.name, RUNNING, when(event.started, self.clock)
             self.runs = [RunView(i, label, epochs) for i, (label, epochs) in enumerate(zip(event.labels, event.epochs))]

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from engine.errors import printable
 from engine.record import unix_time
 from engine.events import EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 
@@ -53,7 +54,7 @@ class BarDisplay:
     def handle(self, event: object) -> None:
         if isinstance(event, RunStarted):
             self.tasks[event.run] = self.progress.add_task(
-                f"run {event.run + 1}/{event.of} {escape(event.label)}", total=event.spec.train.epochs, loss="…", lam="…"
+                f"run {event.run + 1}/{event.of} {escape(printable(event.label))}", total=event.spec.train.epochs, loss="…", lam="…"
             )
         elif isinstance(event, EpochMeasured):
             self.progress.update(self.tasks[event.run], completed=event.epoch, loss=num(event.loss))
@@ -86,7 +87,8 @@ class LineDisplay:
         pass
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        """A line, its control characters escaped: names and reasons may come from a log."""
+        self.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def handle(self, event: object) -> None:
         if isinstance(event, PlanStarted):
@@ -97,7 +99,7 @@ class LineDisplay:
             self.started = unix_time(self.started_at) or time.time()  # the worker's start: right in a watch too
             self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec.train.epochs, None
             where = f", record in {event.run_dir}" if event.run_dir else ""
-            self.say(f"{self.label}: started on {event.environment['device']} ({event.params:,} parameters{where})")
+            self.say(f"{self.label}: started on {event.environment.get('device', '?')} ({event.params:,} parameters{where})")
         elif isinstance(event, ProbeMeasured):
             self.lam = event.values.get("ntk_lambda_min")
         elif isinstance(event, EpochMeasured):

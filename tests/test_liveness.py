@@ -584,11 +584,25 @@ def test_a_current_record_is_returned_as_it_is(tmp_path):
     assert record.trajectory.epoch == [0, 1, 2, 3] and record.state == ev.FINISHED and problems == []
 
 
-def test_a_torn_record_is_rebuilt_from_its_log(tmp_path):
+def test_a_record_that_is_not_valid_is_refused_not_replaced_by_its_log(tmp_path):
     write_run(tmp_path, [started(0, tmp_path, this_worker(), of=1), *epochs(0, range(3)), finished(0, 2)])
-    (tmp_path / RECORD_NAME).write_text("[run\nlabel = ")
+    (tmp_path / RECORD_NAME).write_text("[run\nlabel = ")  # records are written atomically: this one was altered
+    with pytest.raises(LplrError, match="is not a valid record"):
+        read_current(tmp_path)
+
+
+def test_a_missing_record_is_rebuilt_from_its_log(tmp_path):
+    write_run(tmp_path, [started(0, tmp_path, this_worker(), of=1), *epochs(0, range(3)), finished(0, 2)])
+    (tmp_path / RECORD_NAME).unlink()
     record, _ = read_current(tmp_path)
-    assert record.trajectory.epoch == [0, 1, 2] and "rebuilt" in record.status
+    assert record.trajectory.epoch == [0, 1, 2] and "rebuilt" in record.status and record.state == "finished"
+
+
+def test_a_log_whose_text_holds_control_characters_cannot_stand_for_a_record(tmp_path):
+    write_run(tmp_path, [started(0, tmp_path, this_worker(), of=1, label="m=1\x1b[2J"), *epochs(0, range(3))])
+    (tmp_path / RECORD_NAME).unlink()
+    with pytest.raises(LplrError, match="control characters"):
+        read_current(tmp_path)
 
 
 def test_a_current_record_takes_the_logs_newer_heartbeat(tmp_path):
@@ -670,3 +684,85 @@ def test_request_stop_leaves_the_reason_where_the_worker_looks(tmp_path):
     assert stop == tmp_path / "20240101-000000-plan.stop"
     tail.request_stop(stop, "stopped from the viewer")
     assert tail.read_stop_request(stop) == "stopped from the viewer"
+
+
+# ---------------------------------------------------------------- logs as untrusted input
+
+
+@pytest.mark.parametrize("line", [
+    {"type": "Heartbeat", "run": 0, "at": "x"},
+    {"type": "RunPlaced", "run": 0, "run_dir": "r", "offset": -5},
+    {"type": "EpochMeasured", "run": -7, "epoch": 1, "loss": 1.0, "grad_sq": 1.0},
+    {"type": "EpochMeasured", "run": 0, "epoch": True, "loss": 1.0, "grad_sq": 1.0},
+    {"type": "PlanStarted", "name": "p", "labels": "abc", "epochs": [1]},
+])
+def test_a_logged_event_of_the_wrong_shape_is_a_reported_line_not_a_crash(tmp_path, line):
+    plan_log = tmp_path / f"p{PLAN_SUFFIX}"
+    write([plan_started(this_worker(), ["run0"])], plan_log)
+    with open(plan_log, "a") as fh:
+        fh.write(json.dumps(line) + "\n" + "[" * 100_000 + "\n")
+    t = Tail(plan_log, clock=time.time)
+    t.poll()
+    assert [p.split(": ")[1] for p in t.problems] == ["line 3", "line 4"]
+
+
+def test_a_run_directory_a_log_places_outside_its_results_directory_is_not_followed(tmp_path):
+    plan_log = tmp_path / "results" / f"p{PLAN_SUFFIX}"
+    plan_log.parent.mkdir()
+    write([plan_started(this_worker(), ["run0"])], plan_log)
+    with open(plan_log, "a") as fh:
+        fh.write(event_line(ev.RunPlaced(0, "..", 0)))
+    t = Tail(plan_log, clock=time.time)
+    t.poll()
+    assert t.runs == [] and "not a child of it" in t.problems[0]
+    assert tail.child_name("results/20240101-000000-plan-01-run0") == "20240101-000000-plan-01-run0"
+    assert tail.child_name("..") == tail.child_name(".") == tail.child_name("") == ""
+
+
+def test_a_fifo_in_place_of_a_log_or_a_stop_request_blocks_no_reader(tmp_path):
+    plan_log = tmp_path / f"p{PLAN_SUFFIX}"
+    os.mkfifo(plan_log)
+    with pytest.raises(LplrError, match="not a regular file"):
+        Tail(plan_log).poll()
+    stop = tmp_path / "p.stop"
+    os.mkfifo(stop)
+    assert tail.read_stop_request(stop) == "a stop was requested"
+
+
+def test_a_worker_on_another_host_that_never_beat_is_lost_from_its_start(tmp_path):
+    plan_log = tmp_path / f"p{PLAN_SUFFIX}"
+    start = ev.PlanStarted("plan", ("run0",), (7,), far_worker(), iso_time(time.time() - 2 * LIMIT))
+    write([start], plan_log)
+    lost = [e for e in Tail(plan_log, clock=time.time).poll() if isinstance(e, ev.Lost)]
+    assert len(lost) == 1 and "no heartbeat" in lost[0].reason
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    write([plan_started(far_worker(), ["run0"])], fresh / f"p{PLAN_SUFFIX}")
+    assert not any(isinstance(e, ev.Lost) for e in Tail(fresh / f"p{PLAN_SUFFIX}", clock=time.time).poll())
+
+
+def test_a_rebuilt_record_beats_when_its_worker_last_did_never_at_the_readers_time(tmp_path):
+    run = started(0, tmp_path, far_worker(), of=1)
+    run = ev.RunStarted(**{**run.__dict__, "environment": {**run.environment, "started": iso_time(time.time() - 2 * LIMIT)}})
+    write_run(tmp_path, [run, *epochs(0, range(3))])
+    (tmp_path / RECORD_NAME).unlink()
+    record, _ = read_current(tmp_path)
+    assert record.status["heartbeat"] == run.environment["started"]
+    assert with_liveness(record).state == ev.LOST
+
+
+def test_a_worker_lost_between_runs_names_no_run_to_resume(tmp_path):
+    results = tmp_path / "results"
+    plan_log, events = two_run_plan(results, dead_worker(), time.time())
+    write(events[:10], plan_log)  # the first run finished; the second not started
+    lost = [e for e in Tail(plan_log, clock=time.time).poll() if isinstance(e, ev.Lost)]
+    assert len(lost) == 1 and lost[0].run_dir == ""
+
+
+def test_a_plan_log_that_never_got_its_start_is_lost_after_a_minute(tmp_path):
+    plan_log = tmp_path / f"p{PLAN_SUFFIX}"
+    plan_log.write_text('{"format": "lplr-events", "version": 1}\n')
+    assert not any(isinstance(e, ev.Lost) for e in Tail(plan_log, clock=time.time).poll())
+    os.utime(plan_log, (time.time() - 2 * tail.NO_START_AFTER,) * 2)
+    lost = [e for e in Tail(plan_log, clock=time.time).poll() if isinstance(e, ev.Lost)]
+    assert len(lost) == 1 and "never started" in lost[0].reason

@@ -17,7 +17,7 @@ from engine.config import Spec, available_presets, load_spec, parse_override, sh
 from engine.errors import ConfigError, LplrError
 from engine.events import LOST, RUNNING
 from engine.eventlog import PLAN_SUFFIX
-from engine.tail import PlanState, plan_logs, plan_state
+from engine.tail import PlanState, PlanWatch, plan_logs
 from lplr_tui.tables import advice_lines
 
 # (the key the field edits, its label); "widths" edits model.width of every [[runs]] entry
@@ -40,39 +40,45 @@ def plan_line(plan: "PlanState") -> str:
 
 
 class PlanList:
-    """The live and lost plans of a results directory; a plan's log is re-read only when it grew
-    or it was live (liveness changes without a write)."""
+    """The live and lost plans of a results directory, each plan's logs followed incrementally
+    (a plan that has ended is not read again)."""
 
     def __init__(self, results_dir: Path | None):
         self.results_dir = results_dir
+        self.watches: dict[Path, PlanWatch] = {}
         self.states: dict[Path, PlanState] = {}
-        self.sizes: dict[Path, int] = {}
+        self.resumed: dict[Path, tuple[float, bool]] = {}  # lost plan -> (its run's log mtime, resumed since)
 
     def read(self) -> list["PlanState"]:
         if self.results_dir is None or not self.results_dir.is_dir():
             return []
         for path in plan_logs(self.results_dir):
+            if path in self.states and not self.states[path].live and self.states[path].state != LOST:
+                continue  # ended: it says so for good
             try:
-                size = path.stat().st_size
-                if self.sizes.get(path) != size or self.states[path].live:
-                    self.states[path], self.sizes[path] = plan_state(path), size
+                self.states[path] = self.watches.setdefault(path, PlanWatch(path)).state()
             except (OSError, LplrError):  # unreadable, or a newer version's: not listed
                 self.states.pop(path, None)
-                self.sizes.pop(path, None)
-        shown = [p for p in self.states.values() if p.runs and (p.live or (p.state == LOST and not resumed_since(p)))]
+                self.watches.pop(path, None)
+        shown = [p for p in self.states.values() if p.runs and (p.live or (p.state == LOST and not self.resumed_since(p)))]
         return sorted(shown, key=lambda p: p.path.name, reverse=True)
 
+    def resumed_since(self, plan: "PlanState") -> bool:
+        """A lost plan's run that another worker has taken up since (a resume): nothing left to do."""
+        from engine.liveness import worker_of
+        from engine.record import read_current
 
-def resumed_since(plan: "PlanState") -> bool:
-    """A lost plan's run that another worker has taken up since (a resume): nothing left to do."""
-    from engine.liveness import worker_of
-    from engine.record import read_current
-
-    try:
-        record, _ = read_current(Path(plan.lost.run_dir))
-    except (LplrError, OSError):
-        return False
-    return record.state != RUNNING or worker_of(record.environment) != plan.worker
+        run_dir = Path(plan.lost.run_dir) if plan.lost and plan.lost.run_dir else None
+        if run_dir is None:
+            return False
+        try:
+            mtime = (run_dir / "events.jsonl").stat().st_mtime
+            if self.resumed.get(plan.path, (None,))[0] != mtime:
+                record, _ = read_current(run_dir)
+                self.resumed[plan.path] = (mtime, record.state != RUNNING or worker_of(record.environment) != plan.worker)
+        except (LplrError, OSError):
+            return False
+        return self.resumed[plan.path][1]
 
 
 def field_id(key: str) -> str:
@@ -175,7 +181,10 @@ class PickerScreen(Screen):
         self.refresh_plans()
 
     def refresh_plans(self) -> None:
-        """The live and lost plans under the results directory, newest first."""
+        """The live and lost plans under the results directory, newest first (looked at while
+        the picker is the screen shown)."""
+        if not self.is_current:
+            return
         shown = self.plans.read()
         view = self.query_one("#plans", ListView)
         names = [str(p.path) for p in shown]
