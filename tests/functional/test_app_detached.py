@@ -22,7 +22,7 @@ from lplr_tui.screens.dashboard import DashboardScreen
 from lplr_tui.screens.modals import LeaveOrStop
 from lplr_tui.screens.picker import PickerScreen
 from lplr_tui.sources import TailSource
-from tests.functional.test_app import all_charts_have_points, start, until
+from functional.test_app import all_charts_have_points, start, until
 from test_detach import alive, detach, log_epochs, run_dir_of, wait
 
 
