@@ -65,6 +65,8 @@ class PlanView:
         self.version = 0  # bumped by every event: the charts redraw when it moved
         self.verdicts: list = []  # the cross-run verdicts, once the plan has ended
         self.lost: Lost | None = None
+        self.last_end: float | None = None  # when the last run ended, the worker's clock
+        self.started_text = ""
         self.guide = ""  # the preset's guide, from the first run's spec
 
     def handle(self, event: object) -> None:
@@ -73,6 +75,7 @@ class PlanView:
             return  # a run the plan does not have (a log that was tampered with)
         if isinstance(event, PlanStarted):
             self.name, self.state, self.started = event.name, RUNNING, when(event.started, self.clock)
+            self.started_text = event.started
             self.runs = [RunView(i, label, epochs) for i, (label, epochs) in enumerate(zip(event.labels, event.epochs))]
         elif isinstance(event, RunStarted):
             run = self.runs[event.run]
@@ -92,8 +95,11 @@ class PlanView:
             run = self.runs[event.run]
             run.state, run.reason, run.summary = event.state, event.reason, event.summary
             run.verdicts = list(event.verdicts)
+            self.last_end = when(event.finished, self.clock)
         elif isinstance(event, PlanFinished):
-            self.state, self.ended = event.state, self.clock()
+            # the worker's time, right in a replay too, when the plan's start was the worker's too
+            worker_times = self.started is not None and unix_time(self.started_text) is not None
+            self.state, self.ended = event.state, (self.last_end if worker_times and self.last_end else self.clock())
             self.verdicts = list(event.verdicts)
         elif isinstance(event, Lost):  # only a tailed log says so: the worker is gone or silent
             self.state, self.lost = LOST, event

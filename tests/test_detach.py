@@ -242,7 +242,9 @@ def test_a_plan_log_names_its_worker_and_beats(data_root, tmp_path):
         wait(lambda: events.extend(tail.poll()) or any(isinstance(e, PlanStarted) for e in events), what="PlanStarted")
         started = next(e for e in events if isinstance(e, PlanStarted))
         assert started.worker["pid"] == proc.pid and started.worker["host"] and started.worker["process_start"]
-        wait(lambda: tail.poll() is not None and tail.heartbeat is not None, timeout=3 * HEARTBEAT_EVERY, what="a heartbeat")
+        first = tail.heartbeat  # the plan's start, its first sign of life
+        wait(lambda: tail.poll() is not None and tail.heartbeat != first, timeout=3 * HEARTBEAT_EVERY, what="a heartbeat")
+        wait(lambda: list(tmp_path.glob("*/record.toml")), what="the record")
         record = read_record(run_dir_of(plan_log))
         assert record.environment["pid"] == proc.pid and record.status["heartbeat"]
     finally:

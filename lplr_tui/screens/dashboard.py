@@ -85,6 +85,7 @@ class DashboardScreen(Screen):
         self.overlay = False
         self.theory = False
         self.drawn_version = -1
+        self.drawn_status = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
@@ -112,7 +113,10 @@ class DashboardScreen(Screen):
     def redraw(self, force: bool = False) -> None:
         if not self.is_mounted or not self.children:
             return  # a timer that fires while the screen is being taken down (the app quitting)
-        self.query_one("#status", Static).update(Text(status_line(self.plan)))  # the clock moves
+        status = status_line(self.plan)
+        if status != self.drawn_status:  # the clock moves once a second; an ended plan's line stays
+            self.drawn_status = status
+            self.query_one("#status", Static).update(Text(status))
         if self.plan.version == self.drawn_version and not force:
             return
         self.drawn_version = self.plan.version

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from textual.css.query import NoMatches
 
 from engine.config import validate
 from engine.eventlog import EventLog
@@ -36,12 +37,21 @@ def plan_pid(app) -> int:
     return app.source.pid
 
 
+def charted(app, epochs: int) -> bool:
+    """Every chart has points and the run has reached `epochs` (False while the dashboard is
+    still being composed)."""
+    try:
+        return all_charts_have_points(app) and app.plan.runs[0].epoch >= epochs
+    except NoMatches:
+        return False
+
+
 @pytest.mark.parametrize("choice", ["l", "s"])
 async def test_the_app_starts_plans_detached_and_asks_on_quit(app, tmp_path, choice):
     async with app.run_test(size=(120, 36)) as pilot:
         await start(pilot, app, "mnist", train__epochs="100000")
         assert isinstance(app.source, TailSource)  # the dashboard follows the worker's logs
-        await until(pilot, lambda: all_charts_have_points(app) and app.plan.runs[0].epoch >= 10)
+        await until(pilot, lambda: charted(app, 10))
         pid = plan_pid(app)
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, LeaveOrStop))
@@ -69,7 +79,7 @@ async def test_reattached_the_charts_hold_every_measured_epoch(data_root, tmp_pa
         wait(lambda: log_epochs(run_dir_of(plan_log)) >= 60, what="epochs")
         app = LplrApp(tmp_path / "results", watch=plan_log)
         async with app.run_test(size=(120, 36)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and all_charts_have_points(app))
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and charted(app, 1))
             await until(pilot, lambda: app.plan.state == "finished", timeout=120)
             record = read_record(run_dir_of(plan_log))
             assert app.plan.runs[0].trajectory == record.trajectory  # every epoch, none twice
