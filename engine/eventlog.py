@@ -69,14 +69,21 @@ def event_line(event: object) -> str:
 KINDS = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,), "list": (list,)}
 
 
+def field_kinds(cls: type) -> dict[str, str]:
+    """Each field of an event type and the kind of value it holds: str, int, float, dict, list, tuple..."""
+    return {f.name: str(f.type).split("[")[0].split(" ")[0].strip("'\"") for f in dataclasses.fields(cls)}
+
+
+KINDS_OF = {name: field_kinds(cls) for name, cls in TYPES.items()}
+
+
 def event_from(raw: dict) -> object:
     cls = TYPES[raw["type"]]
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = KINDS_OF[raw["type"]]
     values = {k: v for k, v in decode(raw).items() if k in names}
-    for name, f in names.items():
+    for name, kind in names.items():
         if name not in values:
             continue
-        kind = str(f.type).split("[")[0].split(" ")[0].strip("'\"")
         value = values[name]
         if kind == "tuple":  # tuples come back as lists
             if not isinstance(value, list) or not all(isinstance(v, (str, int, float, dict)) for v in value):
@@ -213,8 +220,15 @@ def read_events(path: str | Path, offset: int = 0, lines: int = 0) -> Read:
     return out
 
 
-def check_header(path: Path, line: bytes) -> None:
-    """The first line names this format and a version this program reads."""
+def check_header(path: Path, line: bytes | None = None) -> None:
+    """The first line (read from `path` when not given) names this format and a version this
+    program reads."""
+    if line is None:
+        try:
+            with open_regular(path) as fh:
+                line = fh.readline(4096)
+        except FileNotFoundError:
+            raise LplrError(f"{path}: no such file") from None
     try:
         raw = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):

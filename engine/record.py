@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 import tomli_w
@@ -27,6 +26,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from engine.atomic import write_text_atomic
+from engine.times import iso_time, unix_time
 from engine.errors import CONTROL, ConfigError, LplrError, show_value
 from engine.events import (
     INTERRUPTED, LOST, RUNNING, Annotation, EpochMeasured, Heartbeat, Notice, ProbeMeasured, RunFinished, RunStarted,
@@ -391,18 +391,6 @@ def write_plan_summary(results_dir: Path, plan: str, rows: list[dict], mean: dic
     extra = {"mean": mean} if mean is not None else {}
     write_atomic(path, {"plan": plan, **extra, "verdicts": verdicts or [], "runs": rows})
     return path
-
-
-def iso_time(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def unix_time(text: object) -> float | None:
-    """An ISO time as Unix time (None when missing or unreadable)."""
-    try:
-        return datetime.fromisoformat(str(text)).timestamp()
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------- from the log

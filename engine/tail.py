@@ -23,7 +23,7 @@ from engine import events as ev
 from engine import liveness
 from engine.errors import LplrError, printable
 from engine.eventlog import LOG_NAME, PLAN_SUFFIX, read_events
-from engine.record import unix_time
+from engine.times import unix_time
 
 CHECK_EVERY = 1.0  # seconds between liveness checks of a live plan
 END_GRACE = 2.0  # seconds a plan's end waits for a run's log that has not caught up with it

@@ -398,11 +398,12 @@ def watch(
 ) -> None:
     """Follow a plan or a run that another process writes, or wrote: the dashboard on a
     terminal, progress lines otherwise (exit 0 when it has ended, 1 when its worker is lost)."""
-    from engine.tail import Tail, resolve
+    from engine.eventlog import LOG_NAME, check_header
+    from engine.tail import resolve
 
     path = resolve(target if target is not None else results)
-    Tail(path).poll()  # a log this version cannot read is refused here, as one line
     if sys.stdin.isatty() and sys.stdout.isatty():
+        check_header(path if path.is_file() else path / LOG_NAME)  # a newer version's log: one line, before the app opens
         from lplr_tui.app import LplrApp  # textual loads only for the app
 
         LplrApp(path.parent, watch=path).run()

@@ -9,7 +9,7 @@ from typing import Callable
 
 from engine.analysis import live_series
 from engine.config import Spec
-from engine.record import unix_time
+from engine.times import unix_time
 from engine.events import (
     FINISHED, LOST, RUNNING, Annotation, EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
 )

