@@ -67,8 +67,18 @@ def alive(holder: Holder) -> bool | None:
         return False
     except PermissionError:
         pass  # another user's process: it exists
+    if process_state(holder.pid) == "Z":
+        return False  # exited, not yet reaped by its parent (or by init, for a detached worker)
     started = process_start(holder.pid)
     return not (holder.process_start and started and started != holder.process_start)
+
+
+def process_state(pid: int) -> str:
+    """The kernel's one-letter state of `pid` (R, S, Z...; "" where /proc cannot tell)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def read_holder(path: Path) -> Holder | None:

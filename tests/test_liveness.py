@@ -23,6 +23,7 @@ from engine.config import validate
 from engine.errors import LplrError
 from engine.eventlog import LOG_NAME, PLAN_SUFFIX, EventLog, event_line
 from engine.lock import process_start
+from engine.lock import process_state as lock_state
 from engine.record import (
     RECORD_NAME, Record, RecordWriter, iso_time, read_current, read_record, record_from_log, unix_time, with_liveness,
     write_atomic,
@@ -766,3 +767,14 @@ def test_a_plan_log_that_never_got_its_start_is_lost_after_a_minute(tmp_path):
     os.utime(plan_log, (time.time() - 2 * tail.NO_START_AFTER,) * 2)
     lost = [e for e in Tail(plan_log, clock=time.time).poll() if isinstance(e, ev.Lost)]
     assert len(lost) == 1 and "never started" in lost[0].reason
+
+
+def test_an_exited_worker_not_yet_reaped_is_lost():
+    child = subprocess.Popen(["true"])
+    deadline = time.time() + 10
+    while time.time() < deadline and lock_state(child.pid) != "Z":
+        time.sleep(0.01)
+    assert lock_state(child.pid) == "Z"  # exited, its parent (this test) has not waited for it
+    worker = {"host": HOST, "pid": child.pid, "process_start": process_start(child.pid)}
+    assert liveness.check(worker, time.time()).lost
+    child.wait()
