@@ -48,10 +48,16 @@ async def test_markup_from_a_record_is_shown_as_text_on_every_screen(tmp_path, m
     app = LplrApp(tmp_path / "results")
     async with app.run_test(size=(140, 40)) as pilot:
         app.watch_plan(fed_plan("[bold]plan"))
-        await pilot.pause(0.5)
+
+        def screen_text() -> str:
+            return " ".join(str(w.render()) for w in app.screen.query("Label, Static"))
+
+        for _ in range(100):  # the run list is filled at the dashboard's first redraws
+            await pilot.pause(0.1)
+            if isinstance(app.screen, DashboardScreen) and all(text in screen_text() for text in MARKUP):
+                break
         assert isinstance(app.screen, DashboardScreen)
-        screen_text = " ".join(str(w.render()) for w in app.screen.query("Label, Static"))
-        assert all(text in screen_text for text in MARKUP)
+        assert all(text in screen_text() for text in MARKUP), screen_text()
         for key in ("n", "o", "x", "g"):
             await pilot.press(key)
             await pilot.pause(0.1)
