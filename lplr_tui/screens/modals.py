@@ -44,29 +44,33 @@ class HelpScreen(ModalScreen):
         self.dismiss()
 
 
-class ConfirmQuit(ModalScreen[bool]):
+class Question(ModalScreen):
+    """A question in the confirm box; each key's binding dismisses it with its answer."""
+
+    TEXT = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(self.TEXT)
+
+    def action_answer(self, answer: object) -> None:
+        self.dismiss(answer)
+
+
+class ConfirmQuit(Question):
     BINDINGS = [Binding("y", "answer(True)", "quit"), Binding("n,escape", "answer(False)", "stay")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Static("A run is live. Quit? It stops at the next epoch and its record says interrupted.\n\n[b]y[/b] quit   [b]n[/b] stay")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
+    TEXT = "A run is live. Quit? It stops at the next epoch and its record says interrupted.\n\n[b]y[/b] quit   [b]n[/b] stay"
 
 
-class ConfirmCancel(ModalScreen[bool]):
+class ConfirmCancel(Question):
     BINDINGS = [Binding("y", "answer(True)", "stop it"), Binding("n,escape", "answer(False)", "keep it")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Static("Stop the plan? Its run stops at the end of the epoch, saves a checkpoint, and its record says interrupted.\n\n[b]y[/b] stop it   [b]n[/b] keep it running")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
+    TEXT = (
+        "Stop the plan? Its run stops at the end of the epoch, saves a checkpoint, and its record says interrupted."
+        "\n\n[b]y[/b] stop it   [b]n[/b] keep it running"
+    )
 
 
-class LeaveOrStop(ModalScreen[str]):
+class LeaveOrStop(Question):
     """Quitting while a detached plan is live: it goes on unless the user says stop."""
 
     BINDINGS = [
@@ -74,15 +78,9 @@ class LeaveOrStop(ModalScreen[str]):
         Binding("s", "answer('stop')", "stop it"),
         Binding("escape", "answer('stay')", "stay"),
     ]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Static(
-                "The plan runs in a worker of its own. Quit the app and\n\n"
-                "[b]l[/b] / [b]enter[/b] leave it running (watch it again with lplr-tui watch)\n"
-                "[b]s[/b] stop it (at the end of its epoch, checkpoint saved)\n"
-                "[b]esc[/b] stay here"
-            )
-
-    def action_answer(self, answer: str) -> None:
-        self.dismiss(answer)
+    TEXT = (
+        "The plan runs in a worker of its own. Quit the app and\n\n"
+        "[b]l[/b] / [b]enter[/b] leave it running (watch it again with lplr-tui watch)\n"
+        "[b]s[/b] stop it (at the end of its epoch, checkpoint saved)\n"
+        "[b]esc[/b] stay here"
+    )
