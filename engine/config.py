@@ -24,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from engine.errors import CONTROL, ConfigError
+from engine.kinds import CHOOSES_CLASSES, IMAGE_SOURCES, KINDS, ONE_PER_CLASS, SOURCES, class_count
 
 # ---------------------------------------------------------------- rules
 
@@ -68,6 +69,11 @@ NON_EMPTY = Rule(lambda v: len(v) > 0, "must be a non-empty list of integers")
 MAX_WIDTH = 1_048_576
 MAX_EPOCHS = 100_000_000
 MAX_INPUTS = 10_000_000
+CLASSES = Rule(
+    lambda v: len(set(map(str, v))) == len(v) and len(v) != 1 and all(isinstance(c, str) or c >= 0 for c in v),
+    "must be [] or a list of at least two distinct class names or indices >= 0",
+)
+CHANNELS = Rule(lambda v: len(v) in (0, 3), "must be [] or 3 numbers, one per channel (R, G, B)")
 WIDTHS = Rule(lambda v: len(v) > 0 and 1 <= min(v) and max(v) <= MAX_WIDTH, f"must be a non-empty list of integers in [1, {MAX_WIDTH:_}]")
 
 
@@ -85,15 +91,19 @@ DEFAULT_ROOT = "~/.cache/lplr-tui/data"
 
 @dataclass(frozen=True)
 class DataSpec:
-    source: str = key("mnist-3v8", one_of("mnist-3v8", "cifar10-5", "synthetic"))
-    root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live")
+    source: str = key("mnist-3v8", one_of(*SOURCES), "mnist-3v8, cifar10-5 (torchvision's CIFAR-10), imagefolder (a folder per class) or synthetic")
+    root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live; for imagefolder, the tree of class folders")
     download: bool = key(False, doc="let torchvision download the data set when it is not under root")
-    n_train: int = key(1000, between(2, MAX_INPUTS))
+    n_train: int = key(1000, between(2, MAX_INPUTS), "training images, the same number from each class")
+    classes: list[int | str] = key([], CLASSES, "cifar10-5, imagefolder: the classes, by folder name or index ([]: all of imagefolder's, cifar10-5's first five)")
+    mean: list[float] = key([], CHANNELS, "cifar10-5, imagefolder: per-channel mean to subtract ([]: computed on the chosen images)")
+    std: list[float] = key([], Rule(lambda v: len(v) in (0, 3) and all(s > 0 for s in v), "must be [] or 3 numbers > 0, one per channel (R, G, B)"),
+                           "cifar10-5, imagefolder: per-channel standard deviation to divide by ([]: computed on the chosen images)")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str = key("mlp", one_of("mlp", "resnet-gn"))
+    kind: str = key("mlp", one_of(*KINDS))
     width: int = key(128, between(1, MAX_WIDTH))
     widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry)")
     depth: int = key(4, between(1, 1000), "number of hidden layers")
@@ -349,7 +359,14 @@ def unknown_key(dotted: str, value: Any, where: str) -> ConfigError:
     return ConfigError(dotted, value, allowed, where)
 
 
-TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list[int]: "a list of integers"}
+TYPE_WORDS = {
+    str: "a string", int: "an integer", float: "a number", bool: "true or false", list[int]: "a list of integers",
+    list[float]: "a list of numbers", list[int | str]: "a list of names (strings) or indices (integers)",
+}
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def coerce(dotted: str, value: Any, typ: Any, where: str) -> Any:
@@ -366,7 +383,15 @@ def coerce(dotted: str, value: Any, typ: Any, where: str) -> Any:
         if CONTROL.search(value):
             raise ConfigError(dotted, value, "must not contain control characters", where)
         return value
-    if typ == list[int] and isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if typ == list[int] and isinstance(value, list) and all(is_int(v) for v in value):
+        return list(value)
+    if typ == list[float] and isinstance(value, list) and all(is_int(v) or isinstance(v, float) for v in value):
+        if not all(math.isfinite(v) for v in value):
+            raise ConfigError(dotted, value, "must be finite numbers", where)
+        return [float(v) for v in value]
+    if typ == list[int | str] and isinstance(value, list) and all(is_int(v) or isinstance(v, str) for v in value):
+        if any(isinstance(v, str) and (CONTROL.search(v) or not v) for v in value):
+            raise ConfigError(dotted, value, "must hold non-empty names without control characters", where)
         return list(value)
     raise ConfigError(dotted, value, f"must be {words}", where)
 
@@ -436,14 +461,23 @@ def check_cross(spec: Spec, where: str) -> None:
             "analysis.stable_from", spec.analysis.stable_from,
             f"must be < analysis.stable_to ({spec.analysis.stable_to})", where,
         )
-    if spec.data.source == "mnist-3v8" and spec.data.n_train % 2:
-        raise ConfigError("data.n_train", spec.data.n_train, "must be even: the 3s and 8s are balanced", where)
-    if spec.data.source == "cifar10-5" and spec.data.n_train % 5:
-        raise ConfigError("data.n_train", spec.data.n_train, "must be a multiple of 5: the five classes are balanced", where)
-    feeds = {"mlp": ("mnist-3v8", "synthetic"), "resnet-gn": ("cifar10-5", "synthetic")}[spec.model.kind]
-    if spec.data.source not in feeds:
-        allowed = " or ".join(f'"{f}"' for f in feeds)
-        raise ConfigError("data.source", spec.data.source, f'model.kind = "{spec.model.kind}" takes {allowed}', where)
+    data, kind = spec.data, KINDS[spec.model.kind]
+    if data.source not in kind.sources:
+        allowed = " or ".join(f'"{f}"' for f in kind.sources)
+        raise ConfigError("data.source", data.source, f'model.kind = "{kind.name}" takes {allowed}', where)
+    if data.classes and data.source not in CHOOSES_CLASSES:
+        raise ConfigError("data.classes", data.classes, f'must be [] for data.source = "{data.source}": only '
+                          + ", ".join(f'"{s}"' for s in CHOOSES_CLASSES) + " choose their classes", where)
+    if data.classes and kind.outputs != ONE_PER_CLASS:
+        raise ConfigError("data.classes", data.classes, f'must be [] for model.kind = "{kind.name}": it has {kind.outputs} output(s), '
+                          "not one per class", where)
+    for name in ("mean", "std"):
+        if getattr(data, name) and data.source not in IMAGE_SOURCES:
+            raise ConfigError(f"data.{name}", getattr(data, name), f'must be [] for data.source = "{data.source}": only '
+                              + " and ".join(f'"{s}"' for s in IMAGE_SOURCES) + " are normalised per channel", where)
+    count = class_count(data.source, data.classes)
+    if count and data.source != "synthetic" and data.n_train % count:
+        raise ConfigError("data.n_train", data.n_train, f"must be a multiple of {count}: the {count} classes are balanced", where)
     if spec.model.kind == "resnet-gn" and spec.model.base_width % spec.model.groups:
         raise ConfigError("model.groups", spec.model.groups, f"must divide model.base_width ({spec.model.base_width})", where)
 
@@ -555,9 +589,7 @@ class Plan:
 
 
 def default_label(spec: Spec) -> str:
-    if spec.model.kind == "resnet-gn":
-        return f"resnet-gn w={spec.model.base_width} η={short_float(spec.optim.lr)}"
-    return f"m={spec.model.width} η={short_float(spec.optim.lr)}"
+    return f"{KINDS[spec.model.kind].label(spec.model)} η={short_float(spec.optim.lr)}"
 
 
 def short_float(x: float) -> str:

@@ -26,39 +26,31 @@ import torch
 
 from engine.config import Spec
 from engine.errors import ConfigError
-from engine.data import SHAPES
-from engine.models import MLP, ResNetGN
+from engine.kinds import ModelKind, kind_of, outputs_of
 
 FLOAT32, FLOAT64 = 4, 8
 
 
+def shape_of(spec: Spec) -> tuple[ModelKind, tuple[int, ...], int]:
+    """The spec's model kind, the shape of one input and k."""
+    kind = kind_of(spec.model.kind)
+    return kind, kind.input_shape, outputs_of(kind, spec.data.source, spec.data.classes)
+
+
 def parameter_count(spec: Spec) -> int:
     """P, counted on the meta device: nothing is allocated or initialised."""
-    shape, k = SHAPES[spec.model.kind]
+    kind, shape, k = shape_of(spec)
     with torch.device("meta"):
-        if spec.model.kind == "resnet-gn":
-            model = ResNetGN(shape[0], k, spec.model.base_width, spec.model.groups)
-        else:
-            model = MLP(shape[0], spec.model.width, spec.model.depth, k, spec.model.beta)
+        model = kind.build(spec.model, shape, k, 0)
     return sum(p.numel() for p in model.parameters())
-
-
-def activations_per_input(spec: Spec) -> int:
-    """Floats one input keeps for the backward pass: the MLP's pre-activations and outputs per
-    hidden layer; the CNN's stem (3 maps) and ~6 maps per block at each stage's resolution."""
-    shape, _ = SHAPES[spec.model.kind]
-    if spec.model.kind == "resnet-gn":
-        c, pixels = spec.model.base_width, shape[1] * shape[2]
-        return 3 * c * pixels + 2 * 6 * (c * pixels + 2 * c * pixels // 4 + 4 * c * pixels // 16)
-    return math.prod(shape) + 2 * spec.model.width * spec.model.depth
 
 
 def kernel_bytes(inputs: int, spec: Spec, params: int) -> int:
     """The NTK on `inputs` inputs: three n·k × n·k float64 matrices, and what builds them."""
-    shape, k = SHAPES[spec.model.kind]
+    kind, shape, k = shape_of(spec)
     rows = inputs * k
     kernels = 3 * rows * rows * FLOAT64
-    if spec.model.kind == "resnet-gn":
+    if not kind.closed_form_ntk:
         return kernels + rows * params * FLOAT64  # J, n·k × P
     features = inputs * (math.prod(shape) + spec.model.width * spec.model.depth * (1 + k))
     return kernels + features * FLOAT64
@@ -80,20 +72,19 @@ class Footprint:
 
 
 def estimate(spec: Spec) -> Footprint:
-    shape, k = SHAPES[spec.model.kind]
+    kind, shape, k = shape_of(spec)
     n, params = spec.data.n_train, parameter_count(spec)
     step_rows = spec.optim.batch_size if spec.optim.kind == "sgd" else n
     rows = max(min(step_rows, n), spec.probes.micro_batch or n)
     parts = {
         "data": n * (math.prod(shape) + k) * FLOAT32,
         "parameters": 5 * params * FLOAT32,
-        "activations": rows * activations_per_input(spec) * FLOAT32,
+        "activations": rows * kind.activations(spec.model, shape) * FLOAT32,
         "NTK subset": kernel_bytes(spec.probes.ntk_subset, spec, params) if spec.probes.every else 0,
-        "full-set kernel": kernel_bytes(n, spec, params) if spec.probes.ntk_full_every and spec.model.kind == "mlp" else 0,
+        "full-set kernel": kernel_bytes(n, spec, params) if spec.probes.ntk_full_every and kind.closed_form_ntk else 0,
     }
-    width = "model.base_width" if spec.model.kind == "resnet-gn" else "model.width"
     keys = {
-        "data": "data.n_train", "parameters": width, "activations": "probes.micro_batch" if spec.probes.micro_batch else "data.n_train",
+        "data": "data.n_train", "parameters": kind.width_key, "activations": "probes.micro_batch" if spec.probes.micro_batch else "data.n_train",
         "NTK subset": "probes.ntk_subset", "full-set kernel": "probes.ntk_full_every",
     }
     return Footprint(parts, keys)

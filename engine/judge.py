@@ -12,6 +12,7 @@ import math
 from engine import analysis
 from engine.config import AnalysisSpec, GuideSpec, lenient
 from engine.events import FINISHED
+from engine.kinds import KINDS
 from engine.trajectory import Trajectory
 from engine.verdicts import plan_verdicts, run_verdicts
 
@@ -41,7 +42,8 @@ def judge(trajectory: Trajectory, spec: dict, params: int, state: str) -> tuple[
 
 def width_of(spec: dict) -> int:
     model = spec.get("model", {})
-    return int(model.get("base_width", 0) if model.get("kind") == "resnet-gn" else model.get("width", 0))
+    kind = KINDS.get(model.get("kind", "mlp"))
+    return kind.width(model) if kind is not None else 0
 
 
 def plan_entry(label: str, spec: dict, summary: dict, verdicts: list[dict]) -> dict:

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import Spec
-from engine.data import SHAPES
+from engine.config import ModelSpec, Spec
+from engine.kinds import kind_of, outputs_of
 
 
 class MLP(nn.Module):
@@ -77,22 +77,30 @@ def he_normal_(model: nn.Module, generator: torch.Generator) -> None:
                 m.bias.zero_()
 
 
-def build_model(spec: Spec) -> nn.Module:
-    """The spec's model on the CPU in float32, initialised from its first seed.
+def build_model(spec: Spec, outputs: int | None = None) -> nn.Module:
+    """The spec's model on the CPU in float32, initialised from its first seed. `outputs`: k,
+    as the loaded data has it (a classifier has one output per class); by default, as the
+    spec asks for it.
 
     Initialising on the CPU makes θ_0 the same whatever device the run uses.
     """
-    shape, k = SHAPES[spec.model.kind]
-    seed = spec.train.seeds[0]
-    if spec.model.kind == "resnet-gn":
-        with torch.random.fork_rng(devices=[]):  # PyTorch's init draws from the global generator
-            torch.manual_seed(seed)
-            model = ResNetGN(shape[0], k, spec.model.base_width, spec.model.groups)
-        zero_init_residual_(model)
-        return model
-    model = MLP(shape[0], spec.model.width, spec.model.depth, k, spec.model.beta)
-    he_normal_(model, torch.Generator().manual_seed(seed))
-    return model
+    kind = kind_of(spec.model.kind)
+    k = outputs if outputs is not None else outputs_of(kind, spec.data.source, spec.data.classes)
+    return kind.build(spec.model, kind.input_shape, k, spec.train.seeds[0])
+
+
+def build_mlp(model: ModelSpec, shape: tuple[int, ...], outputs: int, seed: int) -> MLP:
+    net = MLP(shape[0], model.width, model.depth, outputs, model.beta)
+    he_normal_(net, torch.Generator().manual_seed(seed))
+    return net
+
+
+def build_resnet_gn(model: ModelSpec, shape: tuple[int, ...], outputs: int, seed: int) -> "ResNetGN":
+    with torch.random.fork_rng(devices=[]):  # PyTorch's init draws from the global generator
+        torch.manual_seed(seed)
+        net = ResNetGN(shape[0], outputs, model.base_width, model.groups)
+    zero_init_residual_(net)
+    return net
 
 
 def zero_init_residual_(model: "ResNetGN") -> None:

@@ -90,9 +90,7 @@ def environment(device: torch.device, data: Dataset) -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "device_name": device_name(device),
-        "data_source": data.source,
-        "data_detail": data.detail,
-        "data_sha256": data.sha256,
+        **data.facts(),  # the source that served the data, where, its classes and their counts
         "started": now(),
         "finished": "",
         **worker_fields(),  # host, pid, process_start: who writes the run, for readers' liveness checks
@@ -198,10 +196,17 @@ class Runner:
         for run, device in zip(self.runs, self._devices):
             footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "")
         for run in self.runs:
-            if (run.data, run.model.kind) not in self._data:
-                self._data[run.data, run.model.kind] = load_data(run.data, run.model.kind)
+            if self._data_key(run) not in self._data:
+                self._data[self._data_key(run)] = load_data(run.data, run.model.kind)
         if self._resume is not None and 0 not in self._locks:
             self._lock_resumed()
+
+    @staticmethod
+    def _data_key(run: Spec) -> tuple:
+        return (repr(run.data), run.model.kind)  # a DataSpec with lists does not hash
+
+    def _data_of(self, run: Spec) -> Dataset:
+        return self._data[self._data_key(run)]
 
     def _lock_resumed(self) -> None:
         """The resumed directory is this process's from here on; its checkpoint must be a
@@ -218,7 +223,7 @@ class Runner:
             if record.state == FINISHED:  # it finished while this process waited for it
                 raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
             start = load_checkpoint(run_dir)
-            check_belongs(start, build_model(self.runs[0]), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
+            check_belongs(start, build_model(self.runs[0], self._data_of(self.runs[0]).k), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
             recorded = len(record.trajectory.before(start.epoch).epoch)
             if recorded < start.epoch:  # killed between a checkpoint and the record's next write, before records were written first
                 raise LplrError(
@@ -234,7 +239,7 @@ class Runner:
 
     def advise(self) -> list:
         """The step-size advice for every run of the plan (after preflight)."""
-        pairs = [(run, self._data[run.data, run.model.kind]) for run in self.runs]
+        pairs = [(run, self._data_of(run)) for run in self.runs]
         return advise(pairs, self._devices[0])
 
     def start(self) -> None:
@@ -353,8 +358,8 @@ class Runner:
         if device.type == "cuda":  # exact float32 unless the preset accepts TF32's rounding
             torch.backends.cuda.matmul.allow_tf32 = spec.train.tf32
             torch.backends.cudnn.allow_tf32 = spec.train.tf32
-        data = self._data[spec.data, spec.model.kind].to(device)
-        model = build_model(spec)
+        data = self._data_of(spec).to(device)
+        model = build_model(spec, data.k)
         start, prior, run_dir = self._origin(index, spec, model)
         model.to(device)
         params = count_params(model)

@@ -19,6 +19,7 @@ from torch import nn
 
 from engine.analysis import NAN, step_class
 from engine.data import Dataset
+from engine.kinds import kind_of
 from engine.models import squared_loss
 from engine.ntk import empirical_ntk
 
@@ -144,12 +145,12 @@ def advise(runs: list[tuple], device: torch.device) -> list[Advice]:
     seen: dict[tuple, tuple[float, float]] = {}
     out = []
     for run, data in runs:
-        key = (repr(run.model), run.train.seeds[0], run.data)
+        key = (repr(run.model), run.train.seeds[0], repr(run.data))
         if key not in seen:
             data = data.to(device)
-            model = build_model(run).to(device)
+            model = build_model(run, data.k).to(device)
             sharp = PowerIteration(iterations=100, tolerance=1e-6)(model, data, run.probes.micro_batch)
-            gn = full_ntk_ends(model, data)[1] / data.n if run.model.kind == "mlp" else float("nan")
+            gn = full_ntk_ends(model, data)[1] / data.n if kind_of(run.model.kind).closed_form_ntk else float("nan")
             seen[key] = (sharp, gn)
         sharp, gn = seen[key]
         out.append(Advice(run.label, run.optim.lr, sharp, gn, 2.0 / sharp if sharp > 0 else float("inf")))

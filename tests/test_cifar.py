@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import engine
 from engine.config import DataSpec
-from engine.data import CIFAR_MEAN, CIFAR_STD, load_data
+from engine.data import load_data
 from engine.errors import DataError
 from engine.events import EpochMeasured, RunFinished
 from engine.models import ResNetGN, count_params
@@ -50,8 +50,21 @@ def test_cifar_loads_through_torchvision_balanced_normalised_one_hot(cifar_root)
     assert data.source == "torchvision" and data.x.shape == (10, 3, 32, 32) and data.y.shape == (10, 5)
     assert data.y.sum(0).tolist() == [2.0] * 5 and torch.all(data.y.sum(1) == 1)  # balanced, one-hot
     # five batches of 40 are concatenated: class c's first two images sit at 4c and 4c+1
-    red = data.x[:, 0, 0, 0] * CIFAR_STD[0] + CIFAR_MEAN[0]
+    red = data.x[:, 0, 0, 0] * data.std[0] + data.mean[0]
     assert (red * 255).round().tolist() == [0, 1, 4, 5, 8, 9, 12, 13, 16, 17]
+    # normalised with the chosen images' own statistics: each channel has mean 0 and std 1
+    assert data.x.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert (data.x.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-5
+    assert data.classes == ("airplane", "automobile", "bird", "cat", "deer") and data.per_class == (2,) * 5
+
+
+def test_cifar_classes_by_name_or_index_and_given_statistics(cifar_root):
+    spec = DataSpec(source="cifar10-5", root=str(cifar_root), n_train=4, classes=["truck", 8], mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    data = load_data(spec, "resnet-gn")
+    assert data.classes == ("truck", "ship") and data.y.shape == (4, 2) and data.y[:2, 0].tolist() == [1.0, 1.0]
+    red = data.x[:, 0, 0, 0] * 0.25 + 0.5  # the given statistics, not the images' own
+    assert (red * 255).round().tolist() == [36, 37, 32, 33]
+    assert data.mean == (0.5, 0.5, 0.5) and data.std == (0.25, 0.25, 0.25)
 
 
 def test_missing_cifar_says_where_it_looked_and_what_to_place(tmp_path):
@@ -60,6 +73,7 @@ def test_missing_cifar_says_where_it_looked_and_what_to_place(tmp_path):
     message = str(info.value)
     assert str(tmp_path / "cifar-10-batches-py") in message
     assert "cifar-10-python.tar.gz" in message and "data.download = true" in message
+    assert '--set data.source="imagefolder"' in message  # the other way to get images
     result = CliRunner().invoke(app, ["run", "--preset", "cifar", "--data-dir", str(tmp_path), "--results", str(tmp_path / "r")])
     assert result.exit_code == 2 and "cifar-10-python.tar.gz" in result.stderr and "Traceback" not in result.output
 

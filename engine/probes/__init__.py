@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.config import Spec
 from engine.data import Dataset
+from engine.kinds import kind_of
 from engine.probes.base import Probe, TrainState
 from engine.probes.drift import DriftProbe
 from engine.probes.grad_sq import GradSqProbe
@@ -22,7 +23,7 @@ def build_probes(spec: Spec, data: Dataset) -> list[Probe]:
         probes += [DriftProbe(p.every), NTKProbe(data.x[subset], p.every)]
     if p.theory_every:
         probes.append(SharpnessProbe(data, p.theory_every, p.micro_batch))
-    if p.ntk_full_every and spec.model.kind == "mlp":
+    if p.ntk_full_every and kind_of(spec.model.kind).closed_form_ntk:
         probes.append(FullNTKProbe(data, p.ntk_full_every))
     return probes
 
