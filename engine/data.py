@@ -243,15 +243,15 @@ def chosen_classes(asked: list, available: tuple[str, ...], default: tuple[str, 
         return [available.index(c) for c in default]
     picked = []
     for c in asked:
-        if isinstance(c, int):
-            if c >= len(available):
+        if isinstance(c, int) and not isinstance(c, bool):
+            if not 0 <= c < len(available):
                 raise DataError(f"data.classes = {show(asked)}: there is no class {c} in {where}; "
                                 f"allowed: indices 0-{len(available) - 1} or the names {', '.join(available)}")
             picked.append(c)
-        elif c in available:
+        elif isinstance(c, str) and c in available:
             picked.append(available.index(c))
         else:
-            hint = difflib.get_close_matches(c, available, n=1)
+            hint = difflib.get_close_matches(str(c), available, n=1)
             maybe = f' (did you mean "{hint[0]}"?)' if hint else ""
             raise DataError(f'data.classes = {show(asked)}: no class "{c}" in {where}{maybe}; '
                             f"allowed: {', '.join(available)}, or their indices 0-{len(available) - 1}")
@@ -335,7 +335,7 @@ def image_tree(root: Path):
 
 
 def imagefolder(spec: DataSpec) -> Dataset:
-    root = Path(spec.root).expanduser()
+    root = Path(spec.root).expanduser().absolute()  # the record says where, whatever the working directory
     allowed = "allowed: a directory with one folder of images per class (root/<class>/<image>)"
     if not root.is_dir():
         raise DataError(f'data.root = "{spec.root}": no such directory; {allowed}')
@@ -380,16 +380,22 @@ def different_sizes(root: Path, a: str, shape_a: tuple, b: str, shape_b: tuple) 
 
 
 def too_few(spec: DataSpec, name: str, where: str, have: int, k: int) -> DataError:
+    if have == 0:
+        return DataError(f'data.n_train = {spec.n_train}: class "{name}" in {where} holds no images; '
+                         "allowed: a class with images, or data.classes naming the classes to use without it")
     return DataError(f'data.n_train = {spec.n_train}: class "{name}" in {where} holds {have} images; '
                      f"allowed: n_train <= {have * k} ({k} classes × {have})")
 
 
 def manifest(files: list[str]) -> str:
-    """The files' names, sizes and modification times, hashed: a cache is valid for them only."""
+    """The files' names, sizes, modification times and inodes, hashed: a cache is valid for
+    these files only (two class folders swapped, or a copy of the tree, read again). A file
+    rewritten in place with the same size and a timestamp the file system rounds to the old one
+    is not seen, as with make."""
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        h.update(f"{os.path.basename(f)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.basename(f)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_dev}\0{st.st_ino}\n".encode())
     return h.hexdigest()
 
 
@@ -411,7 +417,8 @@ def class_images(root: Path, name: str, files: list[str], loader) -> tuple[np.nd
         replace_atomically(path, lambda fh: np.savez(fh, images=images, manifest=np.array(key)))
         note = "" if problem == "missing" else f'the cache of "{name}" was rebuilt: {problem}'
     except OSError as exc:
-        note = f'decoded "{name}" without caching it ({exc.strerror or exc})'
+        why = "" if problem == "missing" else f"; the old cache: {problem}"
+        note = f'decoded "{name}" without caching it ({exc.strerror or exc}{why})'
     return images, note
 
 
