@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from engine.analysis import NAN, step_class
+from engine.analysis import NAN, OUTSIDE, UNSTABLE, step_class
 from engine.data import Dataset
 from engine.kinds import kind_of
 from engine.models import squared_loss
@@ -124,7 +125,18 @@ class Advice:
     lr: float
     sharpness: float  # λ_max(∇²L) at θ_0
     gauss_newton: float  # λ_max(K_N)/N at θ_0 (MLP; NaN otherwise)
-    max_stable_lr: float  # 2 / sharpness
+    momentum: float = 0.0  # μ of heavy-ball momentum (0: plain gradient descent)
+
+    @property
+    def max_stable_lr(self) -> float:
+        """The stability edge on the quadratic model with curvature β: 2/β for gradient
+        descent, 2(1 + μ)/β for heavy ball with momentum μ."""
+        return 2.0 * (1.0 + self.momentum) / self.sharpness if self.sharpness > 0 else float("inf")
+
+    @property
+    def effective_lr(self) -> float:
+        """η/(1 − μ): how far heavy ball moves per step along a steady gradient."""
+        return self.lr / (1.0 - self.momentum)
 
     @property
     def unstable(self) -> bool:
@@ -132,7 +144,11 @@ class Advice:
 
     @property
     def step_class(self) -> str:
-        """inside the theorem (η ≤ 1/β), stable but outside it, or unstable (η ≥ 2/β)."""
+        """Gradient descent: inside the theorem (η ≤ 1/β), stable but outside it, or unstable
+        (η ≥ 2/β). With momentum the theorem (plain GD) never applies: stable but outside it
+        below heavy ball's edge, else unstable."""
+        if self.momentum and math.isfinite(self.lr * self.sharpness):
+            return UNSTABLE if self.unstable else OUTSIDE
         return step_class(self.lr * self.sharpness)
 
 
@@ -153,5 +169,5 @@ def advise(runs: list[tuple], device: torch.device) -> list[Advice]:
             gn = full_ntk_ends(model, data)[1] / data.n if kind_of(run.model.kind).closed_form_ntk else float("nan")
             seen[key] = (sharp, gn)
         sharp, gn = seen[key]
-        out.append(Advice(run.label, run.optim.lr, sharp, gn, 2.0 / sharp if sharp > 0 else float("inf")))
+        out.append(Advice(run.label, run.optim.lr, sharp, gn, run.optim.momentum))
     return out

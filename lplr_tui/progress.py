@@ -100,6 +100,8 @@ class LineDisplay:
             self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec.train.epochs, None
             where = f", record in {event.run_dir}" if event.run_dir else ""
             self.say(f"{self.label}: started on {event.environment.get('device', '?')} ({event.params:,} parameters{where})")
+            if event.environment.get("data_detail") and event.resumed_from == 0:
+                self.say(f"  data: {event.environment['data_detail']}")
         elif isinstance(event, ProbeMeasured):
             self.lam = event.values.get("ntk_lambda_min")
         elif isinstance(event, EpochMeasured):

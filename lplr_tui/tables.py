@@ -11,6 +11,7 @@ from rich.text import Text
 
 from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, mean_summary
 from engine.config import short_float
+from engine.kinds import KINDS
 from engine.record import Record
 
 Row = tuple[str, dict, dict, str, object]  # label, spec, summary, state, trajectory
@@ -114,7 +115,7 @@ def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: ob
 
 def is_table2(rows: list[Row]) -> bool:
     """The CNN runs are reported per seed (paper's Table 2); everything else as Table 1."""
-    return bool(rows) and all(row[1].get("model", {}).get("kind") == "resnet-gn" for row in rows)
+    return bool(rows) and all(getattr(KINDS.get(row[1].get("model", {}).get("kind")), "table", 1) == 2 for row in rows)
 
 
 def columns_for(rows: list[Row]) -> list[tuple[str, str, str]]:
@@ -226,7 +227,21 @@ def two_digits(x: float) -> str:
 def advice_rows(advice: list) -> list[list[str]]:
     """Per run: label, η, β = λ_max(∇²L) at θ_0, 1/β, 2/β and the step-size class."""
     return [[a.label, short_float(a.lr), f"{a.sharpness:.4g}", two_digits(1 / a.sharpness) if a.sharpness > 0 else "—",
-             two_digits(a.max_stable_lr), a.step_class] for a in advice]
+             two_digits(2 / a.sharpness) if a.sharpness > 0 else "—", a.step_class] for a in advice]
+
+
+def momentum_lines(advice: list) -> list[str]:
+    """For the runs with momentum: heavy ball's edge and the effective step, against β."""
+    lines = []
+    for a in advice:
+        if a.momentum and a.sharpness > 0:
+            lines.append(
+                f"{a.label}: momentum μ = {a.momentum:g}; heavy ball is stable below η = 2(1+μ)/β = {two_digits(a.max_stable_lr)} "
+                f"(η·β = {a.lr * a.sharpness:.3g}, edge {2 * (1 + a.momentum):.3g}); "
+                f"its effective step η/(1−μ) = {short_float(a.effective_lr)} is {a.effective_lr * a.sharpness:.3g}/β. "
+                "The theorem covers plain gradient descent only."
+            )
+    return lines
 
 
 ADVICE_HEADERS = ["run", "η", "β", "1/β", "2/β", "at initialisation"]
@@ -248,8 +263,8 @@ def advice_lines(advice: list, compact: bool = False) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
     if compact:
-        return lines + ["β = λ_max(∇²L) at θ_0. inside: η ≤ 1/β (the", "theorem); outside: stable, η < 2/β; unstable: η ≥ 2/β."]
-    return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β."]
+        return lines + ["β = λ_max(∇²L) at θ_0. inside: η ≤ 1/β (the", "theorem); outside: stable, η < 2/β; unstable: η ≥ 2/β."] + momentum_lines(advice)
+    return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β."] + momentum_lines(advice)
 
 
 def verdict_lines(runs: list[tuple[str, list]], plan: list) -> list[str]:

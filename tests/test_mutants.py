@@ -618,10 +618,21 @@ def test_power_iteration_of_a_zero_hessian_is_zero():
 
 
 def test_advice_classes_at_the_boundaries():
-    at_edge = theory.Advice("a", lr=0.002, sharpness=1000.0, gauss_newton=math.nan, max_stable_lr=0.002)
+    at_edge = theory.Advice("a", lr=0.002, sharpness=1000.0, gauss_newton=math.nan)
     assert at_edge.unstable and at_edge.step_class == analysis.UNSTABLE  # η = 2/β is not stable
-    inside = theory.Advice("b", lr=0.001, sharpness=1000.0, gauss_newton=math.nan, max_stable_lr=0.002)
+    inside = theory.Advice("b", lr=0.001, sharpness=1000.0, gauss_newton=math.nan)
     assert not inside.unstable and inside.step_class == analysis.INSIDE  # η = 1/β is inside the theorem
+
+
+def test_advice_with_momentum_uses_heavy_balls_edge_and_never_claims_the_theorem():
+    # heavy ball with μ = 0.9 is stable on a quadratic of curvature β while η·β < 2(1 + μ) = 3.8
+    below = theory.Advice("a", lr=0.0037, sharpness=1000.0, gauss_newton=math.nan, momentum=0.9)
+    assert below.max_stable_lr == pytest.approx(0.0038) and not below.unstable and below.step_class == analysis.OUTSIDE
+    at_edge = theory.Advice("b", lr=0.0038, sharpness=1000.0, gauss_newton=math.nan, momentum=0.9)
+    assert at_edge.unstable and at_edge.step_class == analysis.UNSTABLE
+    small = theory.Advice("c", lr=0.0005, sharpness=1000.0, gauss_newton=math.nan, momentum=0.9)
+    assert small.step_class == analysis.OUTSIDE  # η ≤ 1/β, but the theorem covers plain GD only
+    assert small.effective_lr == pytest.approx(0.005)  # η/(1 − μ)
 
 
 def tiny_run(label: str, lr: float = 1e-3, seed: int = 0, n_train: int = 100, preset: str = "mnist", micro_batch: int = 0):
@@ -668,7 +679,7 @@ def test_advise_without_curvature_has_no_step_limit_and_no_gauss_newton_off_the_
     monkeypatch.setattr(theory, "PowerIteration", lambda **settings: lambda model, data, micro_batch=0: 4.0)
     monkeypatch.setattr(theory, "full_ntk_ends", lambda *args: pytest.fail("no kernel off the MLP"))
     (resnet,) = theory.advise([(tiny_run("resnet", preset="cifar"), data)], torch.device("cpu"))
-    assert math.isnan(resnet.gauss_newton) and resnet.max_stable_lr == 0.5
+    assert math.isnan(resnet.gauss_newton) and resnet.max_stable_lr == pytest.approx(2 * 1.9 / 4)  # the preset's momentum 0.9
 
 
 # ---------------------------------------------------------------- analysis: small pure functions at their edges
@@ -947,7 +958,7 @@ def test_advise_converges_beta(monkeypatch):
     """advise's own power iteration on a linear model whose Hessian is diag(4, 3.6, 1): a slow
     spectral gap, so a loose tolerance or a few iterations would miss β = 4 by more than 1e-5."""
     model, data = linear_problem((4.0, 3.6, 1.0))
-    monkeypatch.setattr(engine.models, "build_model", lambda run: model)
+    monkeypatch.setattr(engine.models, "build_model", lambda run, outputs=None: model)
     monkeypatch.setattr(theory, "full_ntk_ends", lambda model, data: (1.0, 12.0))  # the kernel is not under test here
     (advice,) = theory.advise([(tiny_run("linear"), data)], torch.device("cpu"))
     assert advice.sharpness == pytest.approx(4.0, rel=1e-5) and advice.max_stable_lr == pytest.approx(0.5, rel=1e-5)
