@@ -3,6 +3,7 @@ editable, on the right; the same validation messages as the CLI, shown inline.""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from rich.text import Text
@@ -11,24 +12,31 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, Static
+from textual.widgets import Button, Footer, Input, Label, ListItem, ListView, Select, Static, Switch, TextArea
 
 from engine.config import Spec, available_presets, load_spec, parse_override, shadowed
 from engine.errors import ConfigError, LplrError
 from engine.events import LOST, RUNNING
 from engine.eventlog import PLAN_SUFFIX
+from engine.kinds import KINDS, SOURCES
 from engine.tail import PlanState, PlanWatch, plan_logs
 from lplr_tui.tables import advice_lines
 
-# (the key the field edits, its label); "widths" edits model.width of every [[runs]] entry
+# (the key the field edits, its label); the width field edits the model kind's width key, or
+# model.width of every [[runs]] entry of a plan
 FIELDS = [
     ("model.width", "width m"),
     ("optim.lr", "step size η"),
     ("train.epochs", "epochs"),
     ("probes.every", "probe every (epochs)"),
     ("train.device", "device"),
+    ("data.source", "data source"),
     ("data.root", "data root"),
+    ("data.n_train", "training images"),
+    ("data.download", "download if missing"),
 ]
+CHOICE = "data.source"  # a Select among the sources the model kind accepts
+SWITCH = "data.download"  # a Switch; every other field is an Input whose text is read as --set reads it
 
 
 PLANS_EVERY = 5.0  # seconds between looks at the results directory's plans
@@ -90,37 +98,89 @@ def widths_of(spec: Spec) -> list[int]:
 
 
 def width_key(spec: Spec) -> str:
-    """What the width field edits: the MLP's width, or the CNN's base width."""
-    return "model.base_width" if spec.model.kind == "resnet-gn" else "model.width"
+    """What the width field edits: the key that sets the model kind's width."""
+    return KINDS[spec.model.kind].width_key
 
 
-def field_values(spec: Spec) -> dict[str, str]:
-    width = ", ".join(map(str, widths_of(spec))) if spec.runs else str(spec.model.width)
-    if spec.model.kind == "resnet-gn":
-        width = str(spec.model.base_width)
+def per_run_widths(spec: Spec) -> bool:
+    """A plan whose [[runs]] entries may each set model.width: the field lists one per run."""
+    return bool(spec.runs) and width_key(spec) == "model.width"
+
+
+def width_label(spec: Spec) -> str:
+    if width_key(spec) == "model.base_width":
+        return "base width (channels)"
+    return "widths m (one per run)" if per_run_widths(spec) else "width m"
+
+
+def field_values(spec: Spec) -> dict[str, str | bool]:
+    """The fields' contents for a spec: texts (floats written in full, so that they read back
+    exactly), the data source and the download switch."""
+    kind = KINDS[spec.model.kind]
+    width = ", ".join(map(str, widths_of(spec))) if per_run_widths(spec) else str(kind.width(spec.model))
     return {
         "model.width": width,
-        "optim.lr": f"{spec.optim.lr:g}",
+        "optim.lr": repr(spec.optim.lr),
         "train.epochs": str(spec.train.epochs),
         "probes.every": str(spec.probes.every),
         "train.device": spec.train.device,
+        "data.source": spec.data.source,
         "data.root": spec.data.root,
+        "data.n_train": str(spec.data.n_train),
+        "data.download": spec.data.download,
     }
 
 
-def overrides_from(spec: Spec, texts: dict[str, str]) -> dict:
-    """The fields' texts as load_spec overrides; a plan's widths go into its [[runs]]."""
-    values = {}
+def overrides_from(spec: Spec, texts: dict[str, str | bool], skip: Collection[str] = ()) -> dict:
+    """The fields' contents as load_spec overrides; a plan's widths go into its [[runs]].
+    A field whose key is in `skip` (the editor sets it) is left out."""
+    values: dict = {}
     for key, text in texts.items():
-        if key == "model.width" and spec.runs and spec.model.kind == "mlp":
+        target = width_key(spec) if key == "model.width" else key
+        if target in skip or (key == "model.width" and per_run_widths(spec)):
             continue
-        values.update([parse_override(f"{width_key(spec) if key == 'model.width' else key}={text}")])
-    if spec.runs and spec.model.kind == "mlp":
-        widths = parse_widths(texts["model.width"], len(spec.runs))
+        if isinstance(text, bool) or key == CHOICE:  # a switch's or a choice's value, as it is
+            values[target] = text
+        else:
+            values.update([parse_override(f"{target}={text}")])
+    if per_run_widths(spec) and "runs" not in skip:
+        widths = parse_widths(str(texts["model.width"]), len(spec.runs))
         values["runs"] = [
             {**entry, "model": {**entry.get("model", {}), "width": w}} for entry, w in zip(spec.runs, widths)
         ]
     return values
+
+
+def editor_overrides(text: str) -> tuple[dict, dict[str, int]]:
+    """The editor's `key = value` lines, read as the CLI reads `--set key=value` (blank lines
+    and lines starting with # skipped; a later line wins), and each key's line number. A line
+    that is not an override raises the CLI's message, prefixed by its line number."""
+    values: dict = {}
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            key, value = parse_override(line)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.value, exc.allowed, f"line {number}") from None
+        values.pop(key, None)  # moved last: set after the fields and the lines before it
+        values[key] = value
+        lines.pop(key, None)
+        lines[key] = number
+    return values, lines
+
+
+def editor_overrides_present(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("#") for line in text.split("\n"))
+
+
+def line_of(key: str, lines: dict[str, int]) -> int | None:
+    """The editor's line an error about `key` comes from: the last line that sets the key, a
+    table above it or a key below it."""
+    hits = [n for k, n in lines.items() if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
+    return max(hits, default=None)
 
 
 def parse_widths(text: str, count: int) -> list:
@@ -147,6 +207,7 @@ class PickerScreen(Screen):
         self.presets: dict[str, Path] = available_presets()
         self.base_overrides = overrides or {}
         self.spec: Spec | None = None
+        self.sources: tuple[str, ...] = SOURCES  # the data source field's options
         self.results_dir = results_dir
         self.plans = PlanList(results_dir)
 
@@ -161,14 +222,27 @@ class PickerScreen(Screen):
                 yield Static("", id="description")
                 for key, label in FIELDS:
                     with Horizontal(classes="field"):
-                        yield Label(label, classes="field-label", id=field_id(key) + "-label")
-                        yield Input(id=field_id(key), classes="field-input")
+                        yield Label(Text(label), classes="field-label", id=field_id(key) + "-label")
+                        yield self.field_widget(key)
+                        if key == SWITCH:  # the switch's state in words: a slider alone is colour only
+                            yield Label("", id=field_id(key) + "-state", classes="field-state")
                     yield Static("", id=field_id(key) + "-error", classes="field-error")
+                yield Label(Text("other keys, one per line: key = value, as --set key=value"), id="overrides-label")
+                yield TextArea(id="overrides", show_line_numbers=True)
+                yield Static("", id="overrides-error", classes="field-error")
                 yield Static("", id="form-error", classes="field-error")
                 yield Button("Start  (s)", id="start", variant="primary")
                 yield Static("[dim]a: each run's step size against 1/β and 2/β at initialisation[/dim]", id="advice")
                 yield Static("", id="guide")
         yield Footer()
+
+    @staticmethod
+    def field_widget(key: str) -> Input | Select | Switch:
+        if key == CHOICE:  # its options: the model kind's sources, set when a preset is selected
+            return Select([(Text(s), s) for s in SOURCES], id=field_id(key), classes="field-choice", allow_blank=False, compact=True)
+        if key == SWITCH:
+            return Switch(id=field_id(key), classes="field-switch")
+        return Input(id=field_id(key), classes="field-input")
 
     def on_mount(self) -> None:
         self.query_one("#presets", ListView).focus()
@@ -224,6 +298,8 @@ class PickerScreen(Screen):
             self.select(event.item.name)
 
     def select(self, name: str) -> None:
+        """Show a preset and its values in the fields; the editor keeps its lines (a user's
+        extra keys usually apply to the next preset too), checked against this preset."""
         self.clear_errors()
         try:
             self.spec = load_spec(str(self.presets[name]), self.base_overrides)
@@ -237,40 +313,63 @@ class PickerScreen(Screen):
             Text.assemble((name, "bold"), (origin, "yellow"), "\n\n", self.spec.description)
         )
         self.query_one("#guide", Static).update(Text(self.spec.guide.text.strip()))
-        label = "widths m (one per run)" if self.spec.runs else "width m"
-        if self.spec.model.kind == "resnet-gn":
-            label = "base width (channels)"
-        self.query_one("#" + field_id("model.width") + "-label", Label).update(label)
-        with self.prevent(Input.Changed):  # the preset's own values: nothing to re-validate
-            for key, text in field_values(self.spec).items():
-                self.query_one("#" + field_id(key), Input).value = text
+        self.query_one("#" + field_id("model.width") + "-label", Label).update(Text(width_label(self.spec)))
+        with self.prevent(Input.Changed, Select.Changed, Switch.Changed):  # the preset's own values
+            sources = KINDS[self.spec.model.kind].sources
+            if sources != self.sources:
+                self.query_one("#" + field_id(CHOICE), Select).set_options((Text(s), s) for s in sources)
+                self.sources = sources
+            for key, value in field_values(self.spec).items():
+                self.query_one("#" + field_id(key), expect_type=None).value = value
+        self.show_switch()
+        if editor_overrides_present(self.query_one("#overrides", TextArea).text):
+            self.checked_spec()
 
     def clear_errors(self) -> None:
         for widget in self.query(".field-error"):
             widget.update("")
             widget.display = False
 
-    def texts(self) -> dict[str, str]:
-        return {key: self.query_one("#" + field_id(key), Input).value for key, _ in FIELDS}
+    def texts(self) -> dict[str, str | bool]:
+        """The fields' contents: texts, the chosen source and the switch's state."""
+        return {key: self.query_one("#" + field_id(key), expect_type=None).value for key, _ in FIELDS}
 
     def checked_spec(self) -> Spec | None:
-        """The spec with the fields applied, or None with the error shown by its field."""
+        """The spec with the fields, then the editor's lines, applied (as the CLI applies
+        `--set`), or None with the error shown by its field or under the editor."""
         self.clear_errors()
         if self.spec is None:
             return None
         try:
-            path = self.presets[self.query_one("#presets", ListView).highlighted_child.name]
-            return load_spec(str(path), {**self.base_overrides, **overrides_from(self.spec, self.texts())})
+            extra, lines = editor_overrides(self.query_one("#overrides", TextArea).text)
         except ConfigError as exc:
-            self.show_error(exc)
+            self.show_error(exc, "#overrides-error")
+            return None
+        try:
+            path = self.presets[self.query_one("#presets", ListView).highlighted_child.name]
+            values = {**self.base_overrides, **overrides_from(self.spec, self.texts(), skip=extra)}
+            for key, value in extra.items():  # after the fields: the editor wins
+                values.pop(key, None)
+                values[key] = value
+            return load_spec(str(path), values)
+        except ConfigError as exc:
+            line = line_of(exc.key, lines)
+            if line is None:
+                self.show_error(exc)
+            else:
+                self.show_error(ConfigError(exc.key, exc.value, exc.allowed, f"line {line}"), "#overrides-error")
         return None
 
-    def show_error(self, exc: LplrError) -> None:
-        key = getattr(exc, "key", "")
-        key = "model.width" if key == "model.base_width" else key  # the width field edits both
-        target = f"#{field_id(key)}-error" if key in dict(FIELDS) else "#form-error"
+    def show_error(self, exc: LplrError, target: str | None = None) -> None:
+        """The error under its field (without saying where it came from), under the editor
+        (prefixed by its line) or under the form (the whole message)."""
+        if target is None:
+            key = getattr(exc, "key", "")
+            if key in {kind.width_key for kind in KINDS.values()}:
+                key = "model.width"  # the width field edits the kind's width key
+            target = f"#{field_id(key)}-error" if key in dict(FIELDS) else "#form-error"
         widget = self.query_one(target, Static)
-        widget.update(Text(exc.bare if target != "#form-error" else str(exc)))
+        widget.update(Text(exc.bare if target not in ("#form-error", "#overrides-error") else str(exc)))
         widget.display = True
 
     def action_advise(self) -> None:
@@ -294,8 +393,16 @@ class PickerScreen(Screen):
             text = Text(str(exc), style="red")
         self.app.call_from_thread(self.query_one("#advice", Static).update, text)
 
+    def show_switch(self) -> None:
+        on = self.query_one("#" + field_id(SWITCH), Switch).value
+        self.query_one("#" + field_id(SWITCH) + "-state", Label).update(Text("true" if on else "false"))
+
     @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Switch.Changed)
+    @on(TextArea.Changed, "#overrides")
     def changed(self) -> None:
+        self.show_switch()
         self.checked_spec()
 
     @on(Input.Submitted)
