@@ -478,8 +478,9 @@ def check_cross(spec: Spec, where: str) -> None:
     count = class_count(data.source, data.classes)
     if count and data.source != "synthetic" and data.n_train % count:
         raise ConfigError("data.n_train", data.n_train, f"must be a multiple of {count}: the {count} classes are balanced", where)
-    if spec.model.kind == "resnet-gn" and spec.model.base_width % spec.model.groups:
-        raise ConfigError("model.groups", spec.model.groups, f"must divide model.base_width ({spec.model.base_width})", where)
+    problem = kind.problem(spec.model)
+    if problem is not None:
+        raise ConfigError(*problem, where)
 
 
 def validate(raw: dict, where: str = "") -> Spec:

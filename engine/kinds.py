@@ -31,6 +31,7 @@ class ModelKind:
     table: int  # the paper's table that reports its runs: 1 (one row per run) or 2 (per seed, with a mean row)
     activations: Callable[[Any, tuple[int, ...]], int]  # (model spec, input shape) -> floats one input keeps for the backward pass
     closed_form_ntk: bool  # the NTK has a closed form without J (engine/ntk.py): cheap enough for the full-set spectrum (probes.ntk_full_every)
+    problem: Callable[[Any], tuple[str, Any, str] | None] = lambda model: None  # model spec -> (key, value, what is allowed) for values the kind cannot take together
 
     def build(self, model_spec: Any, input_shape: tuple[int, ...], outputs: int, seed: int) -> Any:
         module, function = self.builder.split(":")
@@ -83,6 +84,7 @@ KINDS: dict[str, ModelKind] = {
             table=2,
             activations=cnn_activations,
             closed_form_ntk=False,
+            problem=lambda m: None if m.base_width % m.groups == 0 else ("model.groups", m.groups, f"must divide model.base_width ({m.base_width})"),
         ),
     )
 }
