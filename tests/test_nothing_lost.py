@@ -49,7 +49,7 @@ BAD = [
     (["--preset", "mnist", "--set", "model.widths=[]"], ["model.widths = []", "non-empty list"]),
     (["--preset", "mnist", "--set", "probes.ntk_subset=1001"], ["probes.ntk_subset = 1001", "<= data.n_train (1000)"]),
     (["--preset", "mnits"], ['--preset = "mnits"', 'did you mean "mnist"', "known presets: mnist, ablation"]),
-    (["--preset", "mnist", "--set", "data.source=fashion"], ['data.source = "fashion"', '"mnist-3v8", "cifar10-5", "synthetic"']),
+    (["--preset", "mnist", "--set", "data.source=fashion"], ['data.source = "fashion"', '"mnist-3v8", "cifar10-5", "imagefolder", "synthetic"']),
     (["--preset", "mnist", "--set", "data.root=/no/such/root"], ['data.root = "/no/such/root"', "no such directory", "data.download = true"]),
     (["--preset", "mnist", "--set", "optim.lr"], ['--set = "optim.lr"', "table.key=value"]),
     (["--preset", "mnist", "--set", "train.seeds=[0, 1.5]"], ["train.seeds = [0, 1.5]", "a list of integers"]),
