@@ -95,7 +95,7 @@ class DataSpec:
     root: str = key(DEFAULT_ROOT, doc="where torchvision data and caches live; for imagefolder, the tree of class folders")
     download: bool = key(False, doc="let torchvision download the data set when it is not under root")
     n_train: int = key(1000, between(2, MAX_INPUTS), "training images, the same number from each class")
-    classes: list[int | str] = key([], CLASSES, "cifar10-5, imagefolder: the classes, by folder name or index ([]: all of imagefolder's, cifar10-5's first five)")
+    classes: list[int | str] = key([], CLASSES, "cifar10-5, imagefolder: the classes, by name or index ([]: every class folder of imagefolder, cifar10-5's first five); synthetic: names as many random classes")
     mean: list[float] = key([], CHANNELS, "cifar10-5, imagefolder: per-channel mean to subtract ([]: computed on the chosen images)")
     std: list[float] = key([], Rule(lambda v: len(v) in (0, 3) and all(s > 0 for s in v), "must be [] or 3 numbers > 0, one per channel (R, G, B)"),
                            "cifar10-5, imagefolder: per-channel standard deviation to divide by ([]: computed on the chosen images)")
@@ -105,7 +105,7 @@ class DataSpec:
 class ModelSpec:
     kind: str = key("mlp", one_of(*KINDS))
     width: int = key(128, between(1, MAX_WIDTH))
-    widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry)")
+    widths: list[int] = key([], WIDTHS, "a plan over widths: one run per width (and per [[runs]] entry); each sets the kind's width key")
     depth: int = key(4, between(1, 1000), "number of hidden layers")
     beta: float = key(1.0, above(0), "Softplus sharpness")
     base_width: int = key(16, between(1, 4096), "resnet-gn: channels of the first stage (then x2, x4)")
@@ -576,8 +576,8 @@ class Plan:
                 for seed in preset.train.seeds:
                     raw = merge(base, entry)
                     raw["model"].pop("widths", None)
-                    if width is not None:
-                        raw["model"]["width"] = width
+                    if width is not None:  # the kind's own width: the MLP's width, the CNN's base width
+                        raw["model"][KINDS[preset.model.kind].width_key.split(".", 1)[1]] = width
                     raw["train"]["seeds"] = [seed]
                     run = validate(raw)
                     label = (entry.get("label") if width is None else "") or default_label(run)

@@ -35,7 +35,7 @@ import torch
 
 from engine.atomic import replace_atomically
 from engine.config import DEFAULT_ROOT, DataSpec
-from engine.errors import DataError
+from engine.errors import CONTROL, DataError, printable
 from engine.kinds import CIFAR10_5, CIFAR10_CLASSES, ONE_PER_CLASS, SYNTHETIC_CLASSES, kind_of
 
 DIGITS = (3, 8)
@@ -107,7 +107,7 @@ def load_tensors(spec: DataSpec, model_kind: str) -> Dataset:
             "or data.download = true to fetch MNIST into it"
         )
     images, labels, source, detail = mnist_digits(root, spec.download)
-    return select_3v8(images, labels, spec.n_train, source, detail, str(root))
+    return select_3v8(images, labels, spec.n_train, source, detail, str(root.absolute()))
 
 
 def mnist_digits(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, str, str]:
@@ -256,7 +256,7 @@ def chosen_classes(asked: list, available: tuple[str, ...], default: tuple[str, 
             raise DataError(f'data.classes = {show(asked)}: no class "{c}" in {where}{maybe}; '
                             f"allowed: {', '.join(available)}, or their indices 0-{len(available) - 1}")
     if len(set(picked)) < len(picked):
-        raise DataError(f"data.classes = {show(asked)}: names the same class twice (by name and by index)")
+        raise DataError(f"data.classes = {show(asked)}: names the same class twice (by name and by index); allowed: each class once")
     return picked
 
 
@@ -307,7 +307,7 @@ def cifar10_5(spec: DataSpec) -> Dataset:
     where = f"torchvision CIFAR-10 under {root}"
     picked = chosen_classes(spec.classes, CIFAR10_CLASSES, CIFAR10_5, where)
     return one_hot_images(ds.data, np.asarray(ds.targets), picked, CIFAR10_CLASSES, spec, "torchvision", where,
-                          str(root / "cifar-10-batches-py"))
+                          str(root.absolute() / "cifar-10-batches-py"))
 
 
 CACHE_DIR = ".lplr-cache"  # under an ImageFolder root: one .npz of decoded images per class
@@ -341,10 +341,20 @@ def imagefolder(spec: DataSpec) -> Dataset:
         raise DataError(f'data.root = "{spec.root}": no such directory; {allowed}')
     try:
         tree = image_tree(root)
-    except FileNotFoundError:
-        raise DataError(f'data.root = "{spec.root}": holds no class folders; {allowed}') from None
+    except FileNotFoundError as exc:
+        if exc.filename is None:  # find_classes: no class folder
+            raise DataError(f'data.root = "{spec.root}": holds no class folders; {allowed}') from None
+        raise unreadable(root, exc) from None
+    except OSError as exc:  # an unreadable folder
+        raise unreadable(root, exc) from None
     where = f"the ImageFolder tree {root}"
     names = tuple(tree.classes)
+    for name in names:  # folder names become class names in records and tables: text only
+        if CONTROL.search(name) or not name.isprintable():
+            raise DataError(f'data.root = "{spec.root}": the class folder "{printable(name)}" has control characters in its name; '
+                            "allowed: class folder names of printable characters (rename it, or hide it with a leading '.')")
+    if len(names) < 2 and not spec.classes:
+        raise DataError(f'data.root = "{spec.root}": holds one class folder ("{names[0]}"); allowed: at least two classes')
     picked = chosen_classes(spec.classes, names, names, where)
     files = {c: [p for p, label in tree.samples if label == c] for c in picked}
     per_class = balanced(spec.n_train, len(picked))
@@ -353,7 +363,10 @@ def imagefolder(spec: DataSpec) -> Dataset:
             raise too_few(spec, names[c], where, len(files[c]), len(picked))
     decoded, notes = {}, []
     for c in picked:
-        decoded[c], note = class_images(root, names[c], files[c], tree.loader)
+        try:
+            decoded[c], note = class_images(root, names[c], files[c], tree.loader)
+        except OSError as exc:  # a file that vanished, a dangling link, a folder that cannot be read
+            raise unreadable(root, exc) from None
         notes += [note] if note else []
     sizes = {c: imgs.shape[1:] for c, imgs in decoded.items()}
     first = picked[0]
@@ -366,6 +379,11 @@ def imagefolder(spec: DataSpec) -> Dataset:
     if notes:
         data.detail += " (" + "; ".join(notes) + ")"
     return data
+
+
+def unreadable(root: Path, exc: OSError) -> DataError:
+    return DataError(f'data.root = "{root}": {printable(str(exc.filename or root))} cannot be read ({exc.strerror or type(exc).__name__}); '
+                     "allowed: a tree of readable folders and image files")
 
 
 def size_words(shape: tuple) -> str:

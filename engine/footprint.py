@@ -31,23 +31,27 @@ from engine.kinds import ModelKind, kind_of, outputs_of
 FLOAT32, FLOAT64 = 4, 8
 
 
-def shape_of(spec: Spec) -> tuple[ModelKind, tuple[int, ...], int]:
-    """The spec's model kind, the shape of one input and k."""
+def shape_of(spec: Spec, data: tuple | None = None) -> tuple[ModelKind, tuple[int, ...], int]:
+    """The spec's model kind, the shape of one input and k: as the loaded data has them
+    (`data`: (input shape, k)), else as the kind and the spec say (an ImageFolder tree's image
+    size and class count are known only once it is read)."""
     kind = kind_of(spec.model.kind)
+    if data is not None:
+        return kind, tuple(data[0]), data[1]
     return kind, kind.input_shape, outputs_of(kind, spec.data.source, spec.data.classes)
 
 
-def parameter_count(spec: Spec) -> int:
+def parameter_count(spec: Spec, data: tuple | None = None) -> int:
     """P, counted on the meta device: nothing is allocated or initialised."""
-    kind, shape, k = shape_of(spec)
+    kind, shape, k = shape_of(spec, data)
     with torch.device("meta"):
         model = kind.build(spec.model, shape, k, 0)
     return sum(p.numel() for p in model.parameters())
 
 
-def kernel_bytes(inputs: int, spec: Spec, params: int) -> int:
+def kernel_bytes(inputs: int, spec: Spec, params: int, data: tuple | None = None) -> int:
     """The NTK on `inputs` inputs: three n·k × n·k float64 matrices, and what builds them."""
-    kind, shape, k = shape_of(spec)
+    kind, shape, k = shape_of(spec, data)
     rows = inputs * k
     kernels = 3 * rows * rows * FLOAT64
     if not kind.closed_form_ntk:
@@ -71,17 +75,18 @@ class Footprint:
         return max(self.parts, key=self.parts.get)
 
 
-def estimate(spec: Spec) -> Footprint:
-    kind, shape, k = shape_of(spec)
-    n, params = spec.data.n_train, parameter_count(spec)
+def estimate(spec: Spec, data: tuple | None = None) -> Footprint:
+    """`data`: (the shape of one input, k) of the loaded training set, when it is loaded."""
+    kind, shape, k = shape_of(spec, data)
+    n, params = spec.data.n_train, parameter_count(spec, data)
     step_rows = spec.optim.batch_size if spec.optim.kind == "sgd" else n
     rows = max(min(step_rows, n), spec.probes.micro_batch or n)
     parts = {
         "data": n * (math.prod(shape) + k) * FLOAT32,
         "parameters": 5 * params * FLOAT32,
         "activations": rows * kind.activations(spec.model, shape) * FLOAT32,
-        "NTK subset": kernel_bytes(spec.probes.ntk_subset, spec, params) if spec.probes.every else 0,
-        "full-set kernel": kernel_bytes(n, spec, params) if spec.probes.ntk_full_every and kind.closed_form_ntk else 0,
+        "NTK subset": kernel_bytes(spec.probes.ntk_subset, spec, params, data) if spec.probes.every else 0,
+        "full-set kernel": kernel_bytes(n, spec, params, data) if spec.probes.ntk_full_every and kind.closed_form_ntk else 0,
     }
     keys = {
         "data": "data.n_train", "parameters": kind.width_key, "activations": "probes.micro_batch" if spec.probes.micro_batch else "data.n_train",
@@ -111,9 +116,9 @@ def size(n: float) -> str:
     return ""
 
 
-def check_memory(spec: Spec, device: torch.device, free: int, label: str = "") -> Footprint:
+def check_memory(spec: Spec, device: torch.device, free: int, label: str = "", data: tuple | None = None) -> Footprint:
     """The run's footprint, or a ConfigError naming the largest part's key when it exceeds `free`."""
-    footprint = estimate(spec)
+    footprint = estimate(spec, data)
     if footprint.total <= free:
         return footprint
     largest = footprint.largest

@@ -42,7 +42,8 @@ def judge(trajectory: Trajectory, spec: dict, params: int, state: str) -> tuple[
 
 def width_of(spec: dict) -> int:
     model = spec.get("model", {})
-    kind = KINDS.get(model.get("kind", "mlp"))
+    name = model.get("kind", "mlp")
+    kind = KINDS.get(name) if isinstance(name, str) else None  # a record is untrusted: any value
     return kind.width(model) if kind is not None else 0
 
 

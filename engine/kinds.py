@@ -38,10 +38,11 @@ class ModelKind:
         return getattr(importlib.import_module(module), function)(model_spec, input_shape, outputs, seed)
 
     def width(self, model: Any) -> int:
-        """The width a table reports, from a ModelSpec or a record's [model] table."""
+        """The width a table reports, from a ModelSpec or a record's [model] table (0 when an
+        untrusted record holds no integer there)."""
         name = self.width_key.split(".", 1)[1]
         value = model.get(name, 0) if isinstance(model, dict) else getattr(model, name)
-        return int(value or 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def mlp_activations(model: Any, shape: tuple[int, ...]) -> int:

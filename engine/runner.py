@@ -193,11 +193,13 @@ class Runner:
         self._devices = [resolve_device(run.train.device) for run in self.runs]
         if self.results_dir is not None:
             check_writable(self.results_dir)
-        for run, device in zip(self.runs, self._devices):
-            footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "")
-        for run in self.runs:
+        for run in self.runs:  # first: an ImageFolder tree's image size and class count size the model
             if self._data_key(run) not in self._data:
                 self._data[self._data_key(run)] = load_data(run.data, run.model.kind)
+        for run, device in zip(self.runs, self._devices):
+            data = self._data_of(run)
+            footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "",
+                                   (tuple(data.x.shape[1:]), data.k))
         if self._resume is not None and 0 not in self._locks:
             self._lock_resumed()
 
@@ -222,6 +224,13 @@ class Runner:
                 self.writer.before[0] = record
             if record.state == FINISHED:  # it finished while this process waited for it
                 raise LplrError(f"--resume {run_dir}: this run has finished already; nothing to resume")
+            data, recorded_data = self._data_of(self.runs[0]), record.environment.get("data_sha256", "")
+            if recorded_data and data.sha256 != recorded_data:
+                raise LplrError(
+                    f"--resume {run_dir}: the data differ from what the run trained on (digest {recorded_data[:12]}… "
+                    f"in the record, {data.sha256[:12]}… now, from {data.path or data.detail}); resuming would go on "
+                    "with other images. Restore the data, or start a new run"
+                )
             start = load_checkpoint(run_dir)
             check_belongs(start, build_model(self.runs[0], self._data_of(self.runs[0]).k), self.runs[0].train.epochs, run_dir / CHECKPOINT_NAME)
             recorded = len(record.trajectory.before(start.epoch).epoch)

@@ -328,7 +328,7 @@ def advise(
     device: Optional[str] = typer.Option(None, "--device", help='"auto", "cpu", "cuda" or "cuda:N"'),
 ) -> None:
     """Each run's step size against β = λ_max(∇²L) at initialisation: inside the theorem
-    (η ≤ 1/β), stable but outside it (η < 2/β), or unstable."""
+    (η ≤ 1/β), stable but outside it (η < 2/β; with momentum μ, η < 2(1+μ)/β), or unstable."""
     from engine.runner import Runner
     from lplr_tui.tables import advice_lines
 

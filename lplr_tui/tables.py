@@ -103,7 +103,9 @@ def decay_cell(summary: dict) -> str:
 
 
 def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: object = None) -> dict:
-    values = {**summary, "label": label, "width": spec.get("model", {}).get("width", ""), "state": state, "decay": decay_cell(summary)}
+    kind = kind_of_record(spec)
+    width = kind.width(spec["model"]) if kind is not None else spec.get("model", {}).get("width", "")
+    values = {**summary, "label": label, "width": width, "state": state, "decay": decay_cell(summary)}
     if isinstance(summary.get("compat_margin"), float) and summary["compat_margin"] <= 0:
         values["pl_mu"] = "vacuous"
     if state in ("diverged", "failed"):
@@ -115,7 +117,13 @@ def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: ob
 
 def is_table2(rows: list[Row]) -> bool:
     """The CNN runs are reported per seed (paper's Table 2); everything else as Table 1."""
-    return bool(rows) and all(getattr(KINDS.get(row[1].get("model", {}).get("kind")), "table", 1) == 2 for row in rows)
+    return bool(rows) and all(getattr(kind_of_record(row[1]), "table", 1) == 2 for row in rows)
+
+
+def kind_of_record(spec: dict):
+    """The model kind a record's spec names, or None (an untrusted record may hold anything)."""
+    name = spec.get("model", {}).get("kind", "mlp") if isinstance(spec.get("model"), dict) else None
+    return KINDS.get(name) if isinstance(name, str) else None
 
 
 def columns_for(rows: list[Row]) -> list[tuple[str, str, str]]:
@@ -263,8 +271,10 @@ def advice_lines(advice: list, compact: bool = False) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
     if compact:
-        return lines + ["β = λ_max(∇²L) at θ_0. inside: η ≤ 1/β (the", "theorem); outside: stable, η < 2/β; unstable: η ≥ 2/β."] + momentum_lines(advice)
-    return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β."] + momentum_lines(advice)
+        return lines + ["β = λ_max(∇²L) at θ_0. inside: η ≤ 1/β (the", "theorem); outside: stable, η < 2/β; unstable: η ≥ 2/β",
+                        "(with momentum μ: η ≥ 2(1+μ)/β)."] + momentum_lines(advice)
+    return lines + ["β = λ_max(∇²L) at θ_0. The theorem needs η ≤ 1/β; GD is stable only below 2/β (heavy ball with "
+                    "momentum μ below 2(1+μ)/β)."] + momentum_lines(advice)
 
 
 def verdict_lines(runs: list[tuple[str, list]], plan: list) -> list[str]:

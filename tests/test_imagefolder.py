@@ -415,6 +415,21 @@ def nothing(root):
     pass
 
 
+def dangling_link(root):
+    (root / "cat" / "e.png").symlink_to(root / "nowhere.png")
+
+
+def control_in_a_name(root):
+    (root / "dog").rename(root / "d\x1bog")
+
+
+def one_class_only(root):
+    for name in ("bird", "dog"):
+        for f in (root / name).iterdir():
+            f.unlink()
+        (root / name).rmdir()
+
+
 # (id, how the tree is spoilt, n_train, data.classes, words the message must hold; {root} is the tree)
 BAD = [
     ("class-name-close", nothing, 4, ["dgo", "cat"],
@@ -443,6 +458,12 @@ BAD = [
       "allowed: one size for every image"]),
     ("not-a-multiple", nothing, 7, [],
      ["data.n_train = 7", "must be a multiple of 3", "balanced"]),
+    ("dangling-link", dangling_link, 6, [],
+     ["{root}/cat/e.png cannot be read", "allowed: a tree of readable folders and image files"]),
+    ("control-character-in-a-folder-name", control_in_a_name, 6, [],
+     ['the class folder "d\\x1bog" has control characters', "allowed: class folder names of printable characters"]),
+    ("one-class-folder", one_class_only, 4, [],
+     ['holds one class folder ("cat")', "allowed: at least two classes"]),
 ]
 
 
@@ -594,3 +615,35 @@ def test_two_epochs_on_a_tree_through_the_cli(tmp_path):
 def test_a_negative_index_given_to_the_engine_is_named(tree):
     with pytest.raises(DataError, match=r"no class -1"):
         load(tree, n_train=4, classes=[-1, 0])
+
+
+# ---------------------------------------------------------------- a resumed run trains on the same images
+
+
+def test_a_resume_refuses_data_that_changed_since(tree, tmp_path):
+    from engine.errors import LplrError
+    from engine.events import EpochMeasured
+    from engine.record import read_record
+
+    spec = engine.load_spec("cifar", {"data.source": "imagefolder", "data.root": str(tree), "data.classes": [],
+                                      "data.n_train": 6, "train.epochs": 3, "train.seeds": [0], "probes.ntk_subset": 2,
+                                      "optim.batch_size": 3, "train.device": "cpu"})
+    runner = engine.Runner(spec, tmp_path / "results")
+    runner.preflight()
+    runner.start()
+    for event in runner.iter_events():
+        if isinstance(event, EpochMeasured) and event.epoch == 1:
+            runner.cancel()
+    run_dir = runner.record_paths[0].parent
+    assert read_record(run_dir).state == "interrupted"
+    write_image(tree / "cat" / "a.png", 200, seed=7)  # one of the images the run trained on, other pixels
+    resumed = engine.Runner.resume(run_dir)
+    with pytest.raises(LplrError) as info:
+        resumed.preflight()
+    assert "the data differ from what the run trained on" in str(info.value) and str(tree) in str(info.value)
+    write_image(tree / "cat" / "a.png", fingerprint(1, 0), seed=100 + 0)  # the same pixels again: it resumes
+    resumed = engine.Runner.resume(run_dir)
+    resumed.preflight()
+    resumed.start()
+    list(resumed.iter_events())
+    assert read_record(run_dir).state == "finished"

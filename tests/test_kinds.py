@@ -62,3 +62,11 @@ def test_a_kinds_own_check_names_its_key():
         spec_of("resnet-gn", **{"model.groups": 5})
     assert (info.value.key, info.value.value) == ("model.groups", 5) and "must divide model.base_width (16)" in str(info.value)
     assert spec_of("resnet-gn", **{"model.groups": 4}).model.groups == 4
+
+
+def test_a_plan_over_widths_sets_each_kinds_own_width_key():
+    from engine.config import Plan
+
+    runs = Plan.of(spec_of("resnet-gn", **{"model.widths": [8, 32], "model.groups": 4, "train.seeds": [0]})).runs
+    assert [r.model.base_width for r in runs] == [8, 32] and len({r.label for r in runs}) == 2
+    assert [r.model.width for r in Plan.of(spec_of("mlp", **{"model.widths": [8, 32]})).runs] == [8, 32]
