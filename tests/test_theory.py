@@ -103,3 +103,26 @@ def test_sharpness_and_the_full_set_spectrum_keep_their_own_cadences(make_spec, 
     for epoch, beta, low in zip(t.theory_epoch, t.sharpness, t.ntk_full_lambda_min):
         assert math.isfinite(beta) == due(theory_every, epoch), epoch  # NaN where only the other was due
         assert math.isfinite(low) == due(ntk_full_every, epoch), epoch
+
+
+class Curved(torch.nn.Module):
+    """f(x) = ½ Σ c_i θ_i² for every input: at θ = 0 with targets 1 the loss ½(f − 1)² has
+    Hessian −diag(c), whatever the data."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = torch.tensor(c, dtype=torch.float32)
+        self.theta = torch.nn.Parameter(torch.zeros(len(c)))
+
+    def forward(self, x):
+        return (0.5 * (self.c * self.theta**2).sum()).expand(len(x), 1)
+
+
+@pytest.mark.parametrize("c, top", [((5.0, -3.0, -1.0), 3.0), ((-2.0, -0.5), 2.0), ((1.0, 4.0), -1.0)])
+def test_power_iteration_finds_the_top_eigenvalue_even_under_larger_negative_curvature(c, top):
+    from engine.data import Dataset
+    from engine.theory import PowerIteration
+
+    data = Dataset(torch.zeros(4, 1), torch.ones(4, 1), "synthetic", "")
+    # Hessians diag(−5, 3, 1): the largest magnitude is −5, the top 3; diag(2, 0.5); diag(−1, −4): the top is −1
+    assert PowerIteration(iterations=200, tolerance=1e-9)(Curved(c), data) == pytest.approx(top, rel=1e-4)
