@@ -35,7 +35,7 @@ import torch
 
 from engine.atomic import replace_atomically
 from engine.config import DEFAULT_ROOT, DataSpec
-from engine.errors import CONTROL, DataError, printable
+from engine.errors import CONTROL, DataError, printable, show_value
 from engine.kinds import CIFAR10_5, CIFAR10_CLASSES, ONE_PER_CLASS, SYNTHETIC_CLASSES, kind_of
 
 DIGITS = (3, 8)
@@ -245,7 +245,7 @@ def chosen_classes(asked: list, available: tuple[str, ...], default: tuple[str, 
     for c in asked:
         if isinstance(c, int) and not isinstance(c, bool):
             if not 0 <= c < len(available):
-                raise DataError(f"data.classes = {show(asked)}: there is no class {c} in {where}; "
+                raise DataError(f"data.classes = {show_value(asked)}: there is no class {c} in {where}; "
                                 f"allowed: indices 0-{len(available) - 1} or the names {', '.join(available)}")
             picked.append(c)
         elif isinstance(c, str) and c in available:
@@ -253,10 +253,10 @@ def chosen_classes(asked: list, available: tuple[str, ...], default: tuple[str, 
         else:
             hint = difflib.get_close_matches(str(c), available, n=1)
             maybe = f' (did you mean "{hint[0]}"?)' if hint else ""
-            raise DataError(f'data.classes = {show(asked)}: no class "{c}" in {where}{maybe}; '
+            raise DataError(f'data.classes = {show_value(asked)}: no class "{c}" in {where}{maybe}; '
                             f"allowed: {', '.join(available)}, or their indices 0-{len(available) - 1}")
     if len(set(picked)) < len(picked):
-        raise DataError(f"data.classes = {show(asked)}: names the same class twice (by name and by index); allowed: each class once")
+        raise DataError(f"data.classes = {show_value(asked)}: names the same class twice (by name and by index); allowed: each class once")
     return picked
 
 
@@ -265,10 +265,6 @@ def balanced(n: int, k: int) -> int:
     if n % k:
         raise DataError(f"data.n_train = {n}: must be a multiple of {k}: the {k} classes are balanced")
     return n // k
-
-
-def show(values: list) -> str:
-    return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in values) + "]"
 
 
 def one_hot_images(images: np.ndarray, labels: np.ndarray, picked: list[int], names: tuple[str, ...], spec: DataSpec,

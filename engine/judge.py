@@ -12,7 +12,7 @@ import math
 from engine import analysis
 from engine.config import AnalysisSpec, GuideSpec, lenient
 from engine.events import FINISHED
-from engine.kinds import KINDS
+from engine.kinds import kind_in
 from engine.trajectory import Trajectory
 from engine.verdicts import plan_verdicts, run_verdicts
 
@@ -41,10 +41,8 @@ def judge(trajectory: Trajectory, spec: dict, params: int, state: str) -> tuple[
 
 
 def width_of(spec: dict) -> int:
-    model = spec.get("model", {})
-    name = model.get("kind", "mlp")
-    kind = KINDS.get(name) if isinstance(name, str) else None  # a record is untrusted: any value
-    return kind.width(model) if kind is not None else 0
+    kind = kind_in(spec.get("model"))
+    return kind.width(spec["model"]) if kind is not None else 0
 
 
 def plan_entry(label: str, spec: dict, summary: dict, verdicts: list[dict]) -> dict:

@@ -95,6 +95,13 @@ def kind_of(name: str) -> ModelKind:
     return KINDS[name]
 
 
+def kind_in(model: object) -> ModelKind | None:
+    """The kind a record's [model] table names, or None: a record is untrusted, its table or
+    its kind may be anything."""
+    name = model.get("kind", "mlp") if isinstance(model, dict) else None
+    return KINDS.get(name) if isinstance(name, str) else None
+
+
 # ---------------------------------------------------------------- data sources
 
 SOURCES = ("mnist-3v8", "cifar10-5", "imagefolder", "synthetic")

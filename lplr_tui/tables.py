@@ -11,7 +11,7 @@ from rich.text import Text
 
 from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, mean_summary
 from engine.config import short_float
-from engine.kinds import KINDS
+from engine.kinds import kind_in
 from engine.record import Record
 
 Row = tuple[str, dict, dict, str, object]  # label, spec, summary, state, trajectory
@@ -103,7 +103,7 @@ def decay_cell(summary: dict) -> str:
 
 
 def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: object = None) -> dict:
-    kind = kind_of_record(spec)
+    kind = kind_in(spec.get("model"))
     width = kind.width(spec["model"]) if kind is not None else spec.get("model", {}).get("width", "")
     values = {**summary, "label": label, "width": width, "state": state, "decay": decay_cell(summary)}
     if isinstance(summary.get("compat_margin"), float) and summary["compat_margin"] <= 0:
@@ -117,13 +117,7 @@ def row_values(label: str, spec: dict, summary: dict, state: str, trajectory: ob
 
 def is_table2(rows: list[Row]) -> bool:
     """The CNN runs are reported per seed (paper's Table 2); everything else as Table 1."""
-    return bool(rows) and all(getattr(kind_of_record(row[1]), "table", 1) == 2 for row in rows)
-
-
-def kind_of_record(spec: dict):
-    """The model kind a record's spec names, or None (an untrusted record may hold anything)."""
-    name = spec.get("model", {}).get("kind", "mlp") if isinstance(spec.get("model"), dict) else None
-    return KINDS.get(name) if isinstance(name, str) else None
+    return bool(rows) and all(getattr(kind_in(row[1].get("model")), "table", 1) == 2 for row in rows)
 
 
 def columns_for(rows: list[Row]) -> list[tuple[str, str, str]]:

@@ -15,11 +15,12 @@ import engine
 from engine.config import DataSpec
 from engine.data import load_data
 from engine.errors import DataError
-from engine.events import EpochMeasured, RunFinished
+from engine.events import RunFinished
 from engine.models import ResNetGN, count_params
 from engine.record import find_records, read_record
 from engine.train import full_set_gradient, step_size
 from lplr_tui.cli import app
+from test_untrusted import cancelled_at
 
 PER_CLASS = 4  # images of each of the ten classes in the tiny folder
 
@@ -140,13 +141,7 @@ def test_sgd_run_resumes_bit_for_bit(make_spec, tmp_path):
     spec = make_spec("cifar", data__source="synthetic", data__n_train=100, train__epochs=4,
                      train__seeds=[0], probes__ntk_subset=3, optim__batch_size=16)
     list(engine.run(spec, tmp_path / "whole"))
-    runner = engine.Runner(spec, tmp_path / "cut")
-    runner.preflight()
-    runner.start()
-    for event in runner.iter_events():
-        if isinstance(event, EpochMeasured) and event.epoch == 1:
-            runner.cancel()
-    cut_dir = runner.record_paths[0].parent
+    cut_dir = cancelled_at(spec, tmp_path / "cut", 1)
     assert read_record(cut_dir).state == "interrupted"
     resumed = engine.Runner.resume(cut_dir)
     resumed.preflight()

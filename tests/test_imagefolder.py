@@ -622,19 +622,13 @@ def test_a_negative_index_given_to_the_engine_is_named(tree):
 
 def test_a_resume_refuses_data_that_changed_since(tree, tmp_path):
     from engine.errors import LplrError
-    from engine.events import EpochMeasured
     from engine.record import read_record
+    from test_untrusted import cancelled_at
 
     spec = engine.load_spec("cifar", {"data.source": "imagefolder", "data.root": str(tree), "data.classes": [],
                                       "data.n_train": 6, "train.epochs": 3, "train.seeds": [0], "probes.ntk_subset": 2,
                                       "optim.batch_size": 3, "train.device": "cpu"})
-    runner = engine.Runner(spec, tmp_path / "results")
-    runner.preflight()
-    runner.start()
-    for event in runner.iter_events():
-        if isinstance(event, EpochMeasured) and event.epoch == 1:
-            runner.cancel()
-    run_dir = runner.record_paths[0].parent
+    run_dir = cancelled_at(spec, tmp_path / "results", 1)
     assert read_record(run_dir).state == "interrupted"
     write_image(tree / "cat" / "a.png", 200, seed=7)  # one of the images the run trained on, other pixels
     resumed = engine.Runner.resume(run_dir)

@@ -53,11 +53,16 @@ def one_line_error(result, *words: str) -> None:
 def interrupted_run(make_spec, results: Path, epochs_before_cancel: int = 5, preset: str = "mnist", **overrides) -> Path:
     """A run cancelled after a few epochs: its directory, with checkpoint and record."""
     values = {"train__epochs": 100000, "probes__ntk_subset": 10, "data__n_train": 100, **overrides}
-    runner = engine.Runner(make_spec(preset, **values), results)
+    return cancelled_at(make_spec(preset, **values), results, epochs_before_cancel)
+
+
+def cancelled_at(spec, results: Path, epoch: int) -> Path:
+    """The spec's first run, cancelled once `epoch` is measured: its directory."""
+    runner = engine.Runner(spec, results)
     runner.preflight()
     runner.start()
     for event in runner.iter_events():
-        if isinstance(event, EpochMeasured) and event.epoch == epochs_before_cancel:
+        if isinstance(event, EpochMeasured) and event.epoch == epoch:
             runner.cancel()
     runner.join()
     return runner.record_paths[0].parent
