@@ -118,11 +118,26 @@ class Curved(torch.nn.Module):
         return (0.5 * (self.c * self.theta**2).sum()).expand(len(x), 1)
 
 
-@pytest.mark.parametrize("c, top", [((5.0, -3.0, -1.0), 3.0), ((-2.0, -0.5), 2.0), ((1.0, 4.0), -1.0)])
+@pytest.mark.parametrize("c, top", [((5.0, -3.0, -1.0), 3.0), ((-2.0, -0.5), 2.0), ((1.0, 4.0), -1.0), ((-0.5, 0.4), 0.5)])
 def test_power_iteration_finds_the_top_eigenvalue_even_under_larger_negative_curvature(c, top):
     from engine.data import Dataset
     from engine.theory import PowerIteration
 
     data = Dataset(torch.zeros(4, 1), torch.ones(4, 1), "synthetic", "")
-    # Hessians diag(−5, 3, 1): the largest magnitude is −5, the top 3; diag(2, 0.5); diag(−1, −4): the top is −1
+    # Hessians diag(−5, 3, 1): the largest magnitude is −5, the top 3; diag(2, 0.5); diag(−1, −4): the top is −1;
+    # diag(0.5, −0.4): a top below 1 is not shifted (shifting it by −0.5 would find −0.4)
     assert PowerIteration(iterations=200, tolerance=1e-9)(Curved(c), data) == pytest.approx(top, rel=1e-4)
+
+
+def test_advise_builds_the_model_with_the_datas_class_count(monkeypatch):
+    """A classifier's outputs come from its data (an ImageFolder tree with every class folder),
+    not from the spec's guess: here 3 classes where the cifar preset names 5."""
+    import engine.theory as theory
+    from engine.config import Plan, load_spec
+    from engine.data import Dataset
+
+    monkeypatch.setattr(theory, "PowerIteration", lambda **settings: lambda model, data, micro_batch=0: float(model(data.x).shape[1]))
+    spec = load_spec("cifar", {"data.source": "synthetic", "data.n_train": 10, "probes.ntk_subset": 2, "train.seeds": [0]})
+    data = Dataset(torch.randn(6, 3, 8, 8), torch.nn.functional.one_hot(torch.arange(6) % 3, 3).float(), "synthetic", "")
+    (advice,) = theory.advise([(Plan.of(spec).runs[0], data)], torch.device("cpu"))
+    assert advice.sharpness == 3.0  # the model had one output per class of the data
