@@ -352,20 +352,27 @@ def loss_spike(loss: np.ndarray) -> float:
 # ---------------------------------------------------------------- the local regime
 
 
+def local_series(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """At the probe epochs of the trajectory's arrays `a`: the kernel's relative change
+    ‖K_t − K_0‖₂/‖K_0‖₂ (`kernel_change_rel`), λ_min's change against λ_0 in per cent
+    (`lambda_change_pct`), and the Weyl certificate λ_0 − ‖K_t − K_0‖₂ (`weyl`)."""
+    lam, change = a["ntk_lambda_min"], a["ntk_change"]
+    lambda_0 = first(lam)
+    relative = (100.0 * (lam - lambda_0) / lambda_0) if math.isfinite(lambda_0) and lambda_0 > 0 else np.full(lam.shape, NAN)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernel_rel = change / first(a["ntk_lambda_max"])
+    return {"kernel_change_rel": kernel_rel, "lambda_change_pct": relative, "weyl": lambda_0 - change}
+
+
 def local_regime(a: dict[str, np.ndarray]) -> dict:
     """At the probe epochs: the kernel's relative change ‖K_t − K_0‖₂/‖K_0‖₂, λ_min's change
     in both directions, and the Weyl certificate λ_0 − ‖K_t − K_0‖₂ (while positive,
     λ_min(K_t) ≥ λ_0 − ‖K_t − K_0‖₂ > 0 is guaranteed; weyl_negative_epoch is the first probe
     where it is ≤ 0)."""
-    lam, change, epochs = a["ntk_lambda_min"], a["ntk_change"], a["probe_epoch"]
-    lambda_0 = first(lam)
-    kernel_0 = first(a["ntk_lambda_max"])
-    relative = (100.0 * (lam - lambda_0) / lambda_0) if math.isfinite(lambda_0) and lambda_0 > 0 else np.full(lam.shape, NAN)
-    weyl = lambda_0 - change
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kernel_rel = change / kernel_0
+    series, epochs = local_series(a), a["probe_epoch"]
+    relative, weyl = series["lambda_change_pct"], series["weyl"]
     return {
-        "kernel_change_rel_max": nan_stat(np.max, kernel_rel),
+        "kernel_change_rel_max": nan_stat(np.max, series["kernel_change_rel"]),
         "lambda_rise_pct": max(nan_stat(np.max, relative), 0.0) + 0.0 if np.isfinite(relative).any() else NAN,  # + 0.0: no −0
         "lambda_fall_pct": max(-nan_stat(np.min, relative), 0.0) + 0.0 if np.isfinite(relative).any() else NAN,
         "weyl_min": nan_stat(np.min, weyl),
@@ -509,6 +516,36 @@ def live_series(traj: Trajectory, final: bool, n_train: int = 0, lr: float = NAN
         "pl_ratio_theory": ratio_at_theory,
         "pl_bound": bound,
     }
+
+
+L_STAR_VIEWS = ("proxy", "zero", "fitted")
+
+
+def figure_series(traj: Trajectory, summary: dict, final: bool, n_train: int = 0, lr: float = NAN,
+                  schedule: str = "constant", total: int = 0, l_star: str = "proxy") -> dict:
+    """What a figure draws for one run: the dashboard's series (live_series), with L − L*
+    against the chosen view of L* (`proxy`: the terminal-loss proxy, `zero`, or `fitted`: the
+    decay fit's `decay_l_star` from the run's summary), and the local-regime series at the
+    probe epochs (local_series)."""
+    out = live_series(traj, final, n_train, lr, schedule, total)
+    a = traj.arrays()
+    value = {"proxy": out["l_star"], "zero": 0.0, "fitted": float(summary.get("decay_l_star", NAN))}[l_star]
+    out.update(l_star=value, l_star_view=l_star, subopt=suboptimality(a["loss"], value), **local_series(a))
+    return out
+
+
+def band(xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of one configuration (seeds) as one line: on the union of their x values, the mean
+    of the finite values there, and their min and max (NaN where no run has a finite value)."""
+    x = np.unique(np.concatenate([np.asarray(v, dtype=float) for v in xs])) if xs else np.array([])
+    grid = np.full((len(ys), x.size), NAN)
+    for row, (xv, yv) in enumerate(zip(xs, ys)):
+        yv = np.asarray(yv, dtype=float)
+        keep = np.isfinite(yv)
+        grid[row, np.searchsorted(x, np.asarray(xv, dtype=float)[keep])] = yv[keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no finite value: NaN
+        return x, np.nanmean(grid, axis=0), np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)
 
 
 MEAN_KEYS = ("lambda_0", "lambda_T", "ntk_drift_pct", "drift_final", "loss_final", "l_star", "contraction")

@@ -34,6 +34,9 @@ from engine.events import (
 from engine.trajectory import Trajectory
 
 RECORD_NAME = "record.toml"
+# the record's layout: a reader refuses a newer one rather than misread it (none written before
+# this key existed: they read as 1)
+RECORD_VERSION = 1
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Record:
 
     def to_dict(self) -> dict:
         return {
+            "format_version": RECORD_VERSION,
             "run": self.run,
             "spec": self.spec,
             "environment": self.environment,
@@ -141,6 +145,11 @@ def read_record(path: str | Path) -> Record:
     problem = shape_problem(raw)
     if problem:
         raise LplrError(f"{path} is not a valid record: {problem}")
+    if raw.get("format_version", 1) > RECORD_VERSION:
+        raise LplrError(
+            f"{path}: written by a newer lplr-tui (record format {raw['format_version']}; this version reads format "
+            f"{RECORD_VERSION} and older): upgrade lplr-tui to read it"
+        )
     return Record(
         run=raw.get("run", {}),
         spec=raw.get("spec", {}),
@@ -160,6 +169,9 @@ TABLE_NAMES = ("run", "spec", "environment", "status", "summary", "verdict", "tr
 def shape_problem(raw: dict) -> str:
     """What makes parsed TOML unusable as a record ("" when nothing): the tables this program
     reads must be tables, the trajectory's series lists of numbers, the annotations tables."""
+    version = raw.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"format_version must be a whole number >= 1, not {show_value(version)}"
     for name in TABLE_NAMES:
         if not isinstance(raw.get(name, {}), dict):
             return f"[{name}] must be a table, not {show_value(raw[name])}"

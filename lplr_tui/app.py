@@ -23,7 +23,7 @@ from lplr_tui.screens.modals import ConfirmCancel, ConfirmQuit, LeaveOrStop
 from lplr_tui.screens.modals import HelpScreen
 from lplr_tui.screens.picker import PickerScreen
 from lplr_tui.screens.summary import SummaryScreen
-from lplr_tui.sources import QueueSource, TailSource
+from lplr_tui.sources import QueueSource, RecordsSource, TailSource
 from lplr_tui.tables import rows_of
 
 if TYPE_CHECKING:
@@ -61,14 +61,16 @@ class LplrApp(App):
         clock: Callable[[], float] = time.time,
         watch: Path | None = None,
         detach: bool = True,
+        compare: list | None = None,
     ):
         super().__init__()
         self.results_dir = Path(results_dir)
         self.overrides = overrides or {}
         self.clock = clock
         self.watch_target = watch  # `lplr-tui watch`: open on this plan's (or run's) logs
+        self.compare = compare or []  # `lplr-tui compare --app`: open the overlay on these records
         self.detach = detach  # start plans as detached workers (False: in this process, for tests)
-        self.source: QueueSource | TailSource | None = None
+        self.source: QueueSource | TailSource | RecordsSource | None = None
         self.runner: Runner | None = None  # the in-process runner, when there is one
         self.plan = PlanView(clock)
         self.exported: list[Path] = []
@@ -79,17 +81,21 @@ class LplrApp(App):
         self.push_screen(PickerScreen(self.overrides, self.results_dir))
         if self.watch_target is not None:
             self.attach(TailSource(self.watch_target))
+        elif self.compare:
+            from lplr_tui.tables import shown_labels
+
+            self.attach(RecordsSource(self.compare, shown_labels(self.compare)), overlay=True)
 
     # ------------------------------------------------------------ the plan
 
-    def attach(self, source: QueueSource | TailSource) -> None:
+    def attach(self, source: QueueSource | TailSource | RecordsSource, overlay: bool = False) -> None:
         """Show the plan this source feeds, from its first event."""
         self.source, self.plan = source, PlanView(self.clock)
         if self.drain_timer is not None:
             self.drain_timer.stop()
         self.drain_timer = self.set_interval(source.every, self.drain)
         self.drain()
-        self.push_screen(DashboardScreen(self.plan))
+        self.push_screen(DashboardScreen(self.plan, overlay))
 
     def start_plan(self, spec: Spec) -> None:
         """Start the plan: a detached worker (the app may quit, the plan goes on), or a runner
@@ -178,7 +184,7 @@ class LplrApp(App):
             return
         for event in events:
             self.plan.handle(event)
-            if isinstance(event, PlanFinished):
+            if isinstance(event, PlanFinished) and not isinstance(self.source, RecordsSource):  # a replay's end is no news
                 self.notify(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""), markup=False)
             elif isinstance(event, Lost):
                 where = f"\n`lplr-tui run --resume {event.run_dir}` continues it" if event.run_dir else ""

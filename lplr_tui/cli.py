@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.config import available_presets, load_spec, parse_override, preset_description, preset_origin, shadowed
-from engine.errors import LplrError, printable
+from engine.errors import LplrError, printable, show_value
 from engine.events import FAILED, INTERRUPTED, LOST, PlanFinished
 
 if TYPE_CHECKING:
@@ -361,6 +361,19 @@ def summary(
     """Read records back, recompute their summaries and verdicts from the trajectories with
     today's analysis, and print them (Table 1 or 2, the theory and local-regime tables, the
     verdicts per run and across each plan)."""
+    records = load_records(paths)
+    print_tables(records, "summary (recomputed from the trajectories)")
+    print_verdicts(records, plan_verdicts_of(records))
+    for record in records:
+        if record.state == LOST:
+            out.print(Text.assemble(("lost:", "red"), f" {record.label} at epoch {record.status.get('epochs_done', 0)}: {record.status['reason']}"), soft_wrap=True)
+
+
+def load_records(paths: list[Path]) -> list:
+    """The records under the paths as far as they are known (the log, where the record is behind
+    it), liveness checked, summaries and verdicts recomputed with today's analysis. A record that
+    cannot be read or analysed is skipped with a warning; when it is the only one, its problem
+    is the error."""
     from engine.record import find_records, read_current, with_liveness
 
     found = find_records(paths)
@@ -383,11 +396,112 @@ def summary(
     if not records:
         none = "no readable records" if found else "no records"
         raise LplrError(f"{none} under {', '.join(map(str, paths))}")
-    print_tables(records, "summary (recomputed from the trajectories)")
-    print_verdicts(records, plan_verdicts_of(records))
-    for record in records:
-        if record.state == LOST:
-            out.print(Text.assemble(("lost:", "red"), f" {record.label} at epoch {record.status.get('epochs_done', 0)}: {record.status['reason']}"), soft_wrap=True)
+    return records
+
+
+PANELS_HELP = "panels, comma-separated: lambda, drift, pl, subopt; with the theory: step, bound, kernel, weyl"
+
+
+@app.command()
+@user_errors
+def plot(
+    paths: List[Path] = typer.Argument(..., help="record.toml files, run directories or results directories"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="the figure: .pdf, .svg or .png (default: <time>-<plan>-figure.pdf beside the run directories)"),
+    theory: bool = typer.Option(False, "--theory", help="add the step size η·β against 1 and 2, the PL ratio against its bound, and the local-regime measures"),
+    runs: List[str] = typer.Option([], "--runs", help="only the runs with this label (or shell pattern, e.g. 'm=1024*'); repeat or separate with commas"),
+    panels: Optional[str] = typer.Option(None, "--panels", help=PANELS_HELP),
+    size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT in inches (default: 3.5 wide, a paper's column)"),
+    l_star: str = typer.Option("proxy", "--l-star", help="L* of the L − L* panel: proxy (the final loss, the paper's), zero, or fitted (the decay fit's)"),
+) -> None:
+    """Publication figures of runs: one run in the paper's 2×2 layout, a plan as one line per
+    run, seeds of one configuration as their mean with a min–max band."""
+    chosen, inches = figure_options(out_path, theory, panels, size, l_star)
+    records = load_records(paths)
+    draw_figure(records, out_path, chosen, inches, l_star, [p.strip() for r in runs for p in r.split(",") if p.strip()])
+
+
+def figure_options(out_path, theory, panels, size, l_star) -> tuple[tuple[str, ...], tuple[float, float]]:
+    """The panels and the size, checked with the suffix and L* before any record is read."""
+    from lplr_tui import figures
+
+    if out_path is not None:
+        figures.figure_format(out_path)
+    chosen = figures.parse_panels(panels, theory)
+    if l_star not in figures.L_STAR_VIEWS:
+        raise LplrError(f"--l-star {show_value(l_star)}: must be one of {', '.join(figures.L_STAR_VIEWS)}")
+    return chosen, figures.parse_size(size, len(chosen))
+
+
+def draw_figure(records, out_path, chosen, inches, l_star, runs: list[str], group: bool = True) -> Path:
+    """Draw the records (the labels told apart where they collide), save, say where."""
+    from lplr_tui import figures
+    from lplr_tui.tables import shown_labels
+
+    shown = [figures.FigureRun.of_record(r, label) for r, label in zip(records, shown_labels(records))]
+    shown = figures.choose_runs(shown, runs)
+    target = out_path or figures.default_path(records, any(figures.PANELS[c].theory for c in chosen))
+    started = time.perf_counter()
+    figures.write(shown, target, chosen, inches, l_star, group)
+    took = time.perf_counter() - started
+    out.print(f"figure: {target} ({target.stat().st_size / 1024:.0f} KB, {inches[0]:g} × {inches[1]:g} in, "
+              f"{len(shown)} run{'s' if len(shown) != 1 else ''}, panels {', '.join(chosen)}; drawn in {took:.1f} s)",
+              markup=False, soft_wrap=True)
+    return target
+
+
+@app.command()
+@user_errors
+def compare(
+    paths: List[Path] = typer.Argument(..., help="run directories, results directories or record.toml files, from any plans"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="also draw them overlaid into this figure (.pdf, .svg, .png)"),
+    theory: bool = typer.Option(False, "--theory", help="with --plot: the theory panels too"),
+    in_app: bool = typer.Option(False, "--app", help="open the dashboard's overlay on these runs (needs a terminal)"),
+) -> None:
+    """Runs from different plans or results directories side by side: one table (Table 1 or 2
+    columns, with each run's plan and start), flagging runs whose specs differ in more than the
+    keys their plans vary."""
+    from lplr_tui.tables import compare_table
+
+    if plot_path is not None:
+        chosen, inches = figure_options(plot_path, theory, None, None, "proxy")
+    if in_app and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise LplrError("--app: needs a terminal (use ssh -t); without --app the table is printed")
+    records = load_records(paths)
+    table, notes = compare_table("compare", records)
+    out.print(table)
+    for note in notes:
+        out.print(note, markup=False, soft_wrap=True)
+    if plot_path is not None:
+        draw_figure(records, plot_path, chosen, inches, "proxy", [], group=False)  # each run its own line
+    if in_app:
+        from lplr_tui.app import LplrApp  # textual loads only for the app
+
+        LplrApp(records[0].path.parent.parent if records[0].path else Path("results"), compare=records).run()
+
+
+@app.command("export")
+@user_errors
+def export_series(
+    paths: List[Path] = typer.Argument(..., help="record.toml files, run directories or results directories"),
+    csv: bool = typer.Option(False, "--csv", help="a CSV of each run's trajectory (header; one row per epoch; empty where not measured)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="with --csv: write <run dir>.csv files here instead of trajectory.csv in each run directory"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="write each run's series as TensorBoard scalars under this log directory, a subdirectory per run"),
+) -> None:
+    """Trajectories into the tools you already use: CSV for pandas or R, TensorBoard scalars."""
+    from lplr_tui import series_export
+
+    if not csv and tensorboard is None:
+        raise LplrError("export: say what to write: --csv, --tensorboard LOGDIR, or both")
+    if out_dir is not None and not csv:
+        raise LplrError("--out: only with --csv (TensorBoard writes under its LOGDIR)")
+    records = load_records(paths)
+    if csv:
+        for path in series_export.write_csv(records, out_dir):
+            out.print(f"csv: {path}", markup=False, soft_wrap=True)
+    if tensorboard is not None:
+        for path in series_export.write_tensorboard(records, tensorboard):
+            out.print(f"tensorboard: {path}", markup=False, soft_wrap=True)
+        out.print(f"view them: tensorboard --logdir {tensorboard}", markup=False, soft_wrap=True)
 
 
 @app.command()

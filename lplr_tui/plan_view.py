@@ -82,7 +82,7 @@ class PlanView:
             run.state, run.device, run.run_dir = RUNNING, event.environment.get("device", ""), event.run_dir
             run.started, run.resumed_from = when(event.environment.get("started", ""), self.clock), event.resumed_from
             run.spec = event.spec
-            self.guide = self.guide or event.spec.guide.text.strip()
+            self.guide = self.guide or (event.spec.guide.text.strip() if event.spec is not None else "")
             run.trajectory = Trajectory.from_dict(event.trajectory)  # a resumed run's past
         elif isinstance(event, (EpochMeasured, ProbeMeasured)):
             run = self.runs[event.run]

@@ -62,3 +62,50 @@ class TailSource:
         except OSError as exc:
             return f"cannot ask the worker to stop: {target}: {exc.strerror or exc}"
         return f"asked the worker to stop ({target.name}): the run stops at the end of its epoch; its record will say interrupted"
+
+
+class RecordsSource:
+    """Runs read back from their records (`lplr-tui compare --app`), replayed as the events that
+    made them: the dashboard shows them exactly as it shows a watched plan."""
+
+    every = 1.0  # seconds between drains; everything comes at the first
+    detached = True
+
+    def __init__(self, records: list, labels: list[str]) -> None:
+        self.events = events_of_records(records, labels)
+        self.problems: list[str] = []
+
+    def poll(self, limit: int) -> list:
+        out, self.events = self.events[:limit], self.events[limit:]
+        return out
+
+    def stop(self, reason: str) -> str:
+        return "these runs were read from their records: nothing to stop"
+
+
+def events_of_records(records: list, labels: list[str]) -> list:
+    """PlanStarted, then per run RunStarted (its whole trajectory as the past), its annotations
+    and RunFinished, then PlanFinished: a plan named "compare" of the given runs."""
+    from engine.config import known_guide, validate
+    from engine.errors import LplrError
+    from engine.events import FINISHED, Annotation, PlanFinished, PlanStarted, RunFinished, RunStarted
+
+    epochs = [r.spec.get("train", {}).get("epochs", 0) if isinstance(r.spec.get("train"), dict) else 0 for r in records]
+    starts = sorted(str(r.environment.get("started", "")) for r in records)
+    events: list = [PlanStarted("compare", tuple(labels), tuple(e if isinstance(e, int) else 0 for e in epochs), started=starts[0] if starts else "")]
+    for i, (record, label) in enumerate(zip(records, labels)):
+        try:
+            spec = validate(known_guide(record.spec), str(record.path))
+        except LplrError:
+            spec = None  # another version's spec: drawn without its step size (no theory view)
+        run_dir = str(record.path.parent) if record.path is not None else ""
+        events.append(RunStarted(i, len(records), label, spec, int(record.summary.get("params", 0) or 0), record.environment,
+                                 run_dir, trajectory=record.trajectory.to_dict(), plan=str(record.run.get("plan", ""))))
+        for note in record.annotations:
+            if isinstance(note.get("epoch"), int) and not isinstance(note.get("epoch"), bool):
+                events.append(Annotation(i, note["epoch"], str(note.get("kind", "")), str(note.get("text", ""))))
+        verdicts = [{"name": name, **v} for name, v in record.verdict.items()]
+        events.append(RunFinished(i, record.state, str(record.status.get("reason", "")), int(record.status.get("epochs_done", 0) or 0),
+                                  record.summary, str(record.environment.get("finished", "")), verdicts))
+    events.append(PlanFinished(FINISHED))
+    return events

@@ -286,3 +286,53 @@ def verdict_lines(runs: list[tuple[str, list]], plan: list) -> list[str]:
 
 def record_verdicts(record: Record) -> list[dict]:
     return [{"name": name, **v} for name, v in record.verdict.items()]
+
+
+# ---------------------------------------------------------------- runs from several plans
+
+
+def started_of(record: Record) -> str:
+    """When the run started, to the minute ("" when the record does not say)."""
+    started = record.environment.get("started", "")
+    return str(started)[:16].replace("T", " ") if isinstance(started, str) else ""
+
+
+def shown_labels(records: list[Record]) -> list[str]:
+    """Each run's label, with its plan and start where another run has the same label (runs of
+    the same plan on two days), and its directory where even that is the same."""
+    def counted(labels: list[str]) -> dict[str, int]:
+        return {label: labels.count(label) for label in labels}
+
+    labels = [r.label for r in records]
+    twice = counted(labels)
+    labels = [f"{r.label} · {r.run.get('plan', '')} {started_of(r)}".rstrip() if twice[r.label] > 1 else r.label for r in records]
+    twice = counted(labels)
+    return [f"{label} · {r.path.parent.name}" if twice[label] > 1 and r.path is not None else label for label, r in zip(labels, records)]
+
+
+def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
+    """Table 1 or 2's columns for runs of any plans, with each run's plan and start, and the
+    keys where a run's spec differs beyond those the plans vary; and the lines that say so."""
+    from engine.compare import experiment_of, flags, shown_value
+
+    labels = shown_labels(records)  # in the lines below the table; in it, the plan and start have columns
+    rows = rows_of(records)
+    experiments = [experiment_of(r.spec, r.environment) for r in records]
+    plans = [(r.run.get("plan", ""), r.environment.get("host"), r.environment.get("pid"), r.environment.get("process_start")) for r in records]
+    keys, varied, beyond = flags(experiments, plans)
+    base = columns_for(rows)
+    columns = [base[0], ("plan", "plan", "s"), ("started", "started", "s"), *base[1:]]
+    if any(beyond):
+        columns.append(("differs beyond\nthe varied keys", "differs", "s"))
+    table = rich_table(f"{title} (Table {2 if is_table2(rows) else 1} columns)", table_caption(rows), columns)
+    for row, record, experiment, extra in zip(rows, records, experiments, beyond):
+        values = {**row_values(*row), "plan": str(record.run.get("plan", "")), "started": started_of(record),
+                  "differs": ", ".join(f"{k} = {shown_value(experiment, k)}" for k in extra)}
+        table.add_row(*map(Text, row_cells(values, columns)))
+    notes = [f"the runs' specs differ in: {', '.join(keys) or 'nothing'}" + (f" (varied by their plans: {', '.join(varied)})" if varied else "")]
+    flagged = [label for label, extra in zip(labels, beyond) if extra]
+    if flagged:
+        extra_keys = sorted({k for e in beyond for k in e})
+        notes.append(f"flagged, not a controlled comparison: {', '.join(flagged)} differ in {', '.join(extra_keys)}, "
+                     "which no plan here varies (see the last column)")
+    return table, notes

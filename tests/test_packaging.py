@@ -31,14 +31,18 @@ def test_wheel_installs_engine_ui_and_presets(tmp_path):
     assert str(target) in done.stdout and "['ablation', 'cifar', 'mnist']" in done.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["presets"], ["summary", "RESULTS"]])
+@pytest.mark.parametrize("args", [
+    ["--help"], ["presets"], ["summary", "RESULTS"], ["plot", "RESULTS", "--out", "RESULTS/f.pdf"], ["compare", "RESULTS"],
+    ["export", "RESULTS", "--csv"],
+])
 def test_commands_that_only_read_do_not_load_the_training_stack(args, make_spec, tmp_path):
-    """`--help`, `presets` and `summary` must not import torch (seconds and ~600 MiB)."""
+    """`--help`, `presets`, `summary`, `plot`, `compare` and `export --csv` must not import
+    torch (seconds and ~600 MiB), nor Textual."""
     if "RESULTS" in args:
         import engine
 
         list(engine.run(make_spec(train__epochs=2, probes__ntk_subset=10, data__n_train=100), tmp_path))
-        args = ["summary", str(tmp_path)]
+        args = [a.replace("RESULTS", str(tmp_path)) for a in args]
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom lplr_tui.cli import app\n"
         f"result = CliRunner().invoke(app, {args!r})\n"

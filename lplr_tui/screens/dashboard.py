@@ -4,12 +4,15 @@ redraws at a bounded rate; it computes nothing."""
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ListItem, ListView, Static
 
@@ -37,6 +40,20 @@ THEORY = {
         [],
     ),
 }
+
+
+class FigureWritten(Message):
+    """The figure of the current view is on disk (written on a worker thread)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class FigureFailed(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
 def run_line(run: RunView) -> str:
@@ -69,6 +86,7 @@ class DashboardScreen(Screen):
         Binding("o", "overlay", "overlay"),
         Binding("n", "next_run", "next run"),
         Binding("p", "previous_run", "prev run"),
+        Binding("P", "figure", "figure"),
         Binding("f", "follow", "follow"),
         Binding("t", "table", "table"),
         Binding("x", "theory", "theory"),
@@ -76,13 +94,13 @@ class DashboardScreen(Screen):
         Binding("b", "back", "back", show=False),
     ]  # ? and q are the app's
 
-    def __init__(self, plan: PlanView):
+    def __init__(self, plan: PlanView, overlay: bool = False):
         super().__init__()
         self.plan = plan
         self.guide = plan.guide  # "" until the first run's spec has come
         self.selected = 0
         self.follow = True  # show the run in progress, until the user picks another (f: again)
-        self.overlay = False
+        self.overlay = overlay
         self.theory = False
         self.drawn_version = -1
         self.drawn_status = ""
@@ -93,7 +111,7 @@ class DashboardScreen(Screen):
             with Vertical(id="runs-pane"):
                 yield Label("runs", classes="pane-title")
                 yield ListView(id="runs")
-                yield Static("[o] overlay: off", id="overlay-hint")
+                yield Static(f"[o] overlay: {'on' if self.overlay else 'off'}", id="overlay-hint")
             with Grid(id="charts"):
                 for chart_id, title, log, _ in CHARTS:
                     yield DiagnosticChart(title, log=log, id=chart_id)
@@ -240,6 +258,49 @@ class DashboardScreen(Screen):
         self.theory = not self.theory
         self.notify("theory view: " + ("edge of stability and the PL bound" if self.theory else "off"), timeout=2)
         self.redraw(force=True)
+
+    def action_figure(self) -> None:
+        """P: the current view (one run or the overlay, normal or theory) as a PDF by the
+        figures' code, and the dashboard as an SVG screenshot, beside the run directories."""
+        from engine.record import slug
+        from lplr_tui.figures import DEFAULT_PANELS, THEORY_PANELS, FigureRun
+
+        runs = [r for r in self.shown_runs() if r.trajectory.epoch]
+        if not runs:
+            self.notify("nothing measured yet: no figure", severity="warning")
+            return
+        where = (Path(runs[0].run_dir).parent if runs[0].run_dir else self.app.results_dir).resolve()
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(self.plan.name or 'plan')}-{'overlay' if self.overlay else slug(runs[0].label)}"
+        stem += "-theory" if self.theory else ""
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            screenshot = self.app.save_screenshot(f"{stem}-screen.svg", str(where))
+        except OSError as exc:
+            self.notify(f"screenshot failed: {where}: {exc.strerror or exc}", severity="error", markup=False)
+            return
+        self.notify(f"screenshot: {screenshot}\ndrawing the figure…", timeout=6, markup=False)
+        # copies: the drain goes on adding epochs to the live runs while the worker draws
+        copies = [FigureRun.of_view(run, self.plan.name) for run in runs]
+        self.write_figure(copies, where / f"{stem}.pdf", DEFAULT_PANELS + (THEORY_PANELS if self.theory else ()))
+
+    @work(thread=True, exclusive=True, group="figure")
+    def write_figure(self, runs: list, path: Path, panels: tuple) -> None:
+        """On a thread: matplotlib draws and saves; the result comes back as a message."""
+        from engine.errors import LplrError
+        from lplr_tui.figures import parse_size, write
+
+        try:
+            self.post_message(FigureWritten(write(runs, path, panels, parse_size(None, len(panels)), group=False)))
+        except (LplrError, OSError, ValueError) as exc:
+            self.post_message(FigureFailed(f"figure failed: {exc}"))
+
+    @on(FigureWritten)
+    def figure_written(self, message: FigureWritten) -> None:
+        self.notify(f"figure: {message.path}", timeout=10, markup=False)
+
+    @on(FigureFailed)
+    def figure_failed(self, message: FigureFailed) -> None:
+        self.notify(message.text, severity="error", timeout=10, markup=False)
 
     def action_cancel(self) -> None:
         self.app.cancel_plan()

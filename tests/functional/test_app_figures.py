@@ -1,0 +1,97 @@
+"""The app's figures and comparisons: `P` writes the current view with the figures' code and an
+SVG screenshot beside the run directories; `lplr-tui compare --app` opens the overlay on runs
+read back from their records."""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the record maker
+
+from lplr_tui import figures
+from lplr_tui.app import LplrApp
+from lplr_tui.cli import load_records
+from lplr_tui.components.chart import DiagnosticChart
+from lplr_tui.screens.dashboard import CHARTS, DashboardScreen
+from made_records import trajectory, write_record
+
+
+async def until(pilot, condition, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out waiting for the app")
+
+
+@pytest.fixture
+def two_days(tmp_path):
+    """m=128 on Monday, m=128 and m=256 on Friday: two plans, two results directories."""
+    monday = write_record(tmp_path / "monday", "a", label="m=128 η=1e-3", started="2026-12-01T09:00:00+00:00", pid=1)
+    write_record(tmp_path / "friday", "a", label="m=128 η=1e-3", started="2026-12-05T09:00:00+00:00", pid=2)
+    write_record(tmp_path / "friday", "b", label="m=256 η=1e-3", started="2026-12-05T09:00:00+00:00", pid=2,
+                 overrides={"model.width": 256}, traj=trajectory(lam=20.0))
+    return load_records([monday, tmp_path / "friday"])
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """What the app asked the figures' code to draw (it still draws)."""
+    calls = []
+    real = figures.write
+
+    def spy(runs, out, panels, size, l_star="proxy", group=True):
+        calls.append({"labels": [r.label for r in runs], "panels": panels, "group": group, "epochs": [list(r.trajectory.epoch) for r in runs]})
+        return real(runs, out, panels, size, l_star, group)
+
+    monkeypatch.setattr(figures, "write", spy)
+    return calls
+
+
+async def test_compare_opens_the_overlay_on_runs_read_from_their_records(two_days, tmp_path):
+    app = LplrApp(tmp_path / "friday", compare=two_days)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.drawn_version >= 0)
+        dashboard = app.screen
+        assert dashboard.overlay and not app.live
+        lam = dashboard.query_one("#" + CHARTS[0][0], DiagnosticChart)
+        await until(pilot, lambda: len(lam.series) == 3)
+        assert [s.label for s in lam.series] == [
+            "m=128 η=1e-3 · ablation 2026-12-01 09:00", "m=128 η=1e-3 · ablation 2026-12-05 09:00", "m=256 η=1e-3",
+        ]
+        assert list(lam.series[2].y) == two_days[2].trajectory.ntk_lambda_min
+        assert [r.state for r in app.plan.runs] == ["finished"] * 3
+
+
+async def test_P_writes_the_overlay_as_a_figure_and_the_dashboard_as_svg(two_days, tmp_path, drawn):
+    app = LplrApp(tmp_path / "friday", compare=two_days)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("P")
+        await until(pilot, lambda: list((tmp_path / "monday").glob("*.pdf")), timeout=60)
+    (pdf,) = (tmp_path / "monday").glob("*-compare-overlay.pdf")  # beside the first run's directory
+    (svg,) = (tmp_path / "monday").glob("*-compare-overlay-screen.svg")
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert ET.fromstring(svg.read_bytes()).tag.endswith("svg") and "m=256&#160;η=1e-3" in svg.read_text()
+    (call,) = drawn
+    assert call["panels"] == figures.DEFAULT_PANELS and not call["group"]
+    assert call["labels"] == ["m=128 η=1e-3 · ablation 2026-12-01 09:00", "m=128 η=1e-3 · ablation 2026-12-05 09:00", "m=256 η=1e-3"]
+
+
+async def test_P_in_the_theory_view_of_one_run_draws_that_run_with_the_theory_panels(two_days, tmp_path, drawn):
+    app = LplrApp(tmp_path / "friday", compare=two_days)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("o", "x")  # overlay off (the last run shows), the theory view
+        await pilot.pause(0.3)
+        await pilot.press("P")
+        await until(pilot, lambda: drawn and list((tmp_path / "friday").glob("*.pdf")), timeout=60)
+    (pdf,) = (tmp_path / "friday").glob("*-compare-m=256_lr=1e-3-theory.pdf")
+    assert pdf.stat().st_size > 1000
+    (call,) = drawn
+    assert call["labels"] == ["m=256 η=1e-3"] and call["panels"] == figures.DEFAULT_PANELS + figures.THEORY_PANELS
+    assert call["epochs"] == [two_days[2].trajectory.epoch]
