@@ -286,6 +286,12 @@ def draw_panel(ax, panel: Panel, lines: list[Line], data: list[list[dict]], wind
             ax.annotate(what, (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=5, color="0.3")
     if panel.log and drawn:
         ax.set_yscale("log")
+    if panel.name == "weyl" and drawn:
+        # symmetric log, linear within ±λ_0: the sign (the guarantee) stays readable when a run's
+        # kernel moved by orders of magnitude more than λ_0
+        scale = [abs(float(s["ntk_lambda_min"][0])) for series in data for s in series if len(s["ntk_lambda_min"])]
+        scale = [v for v in scale if math.isfinite(v) and v > 0]
+        ax.set_yscale("symlog", linthresh=max(scale) if scale else 1.0)
     if not drawn:
         what = "not measured (probes.theory_every = 0)" if panel.x == "theory_epoch" else "no finite values"
         ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=6, color="0.4")
