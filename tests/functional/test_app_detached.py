@@ -130,7 +130,9 @@ async def test_the_picker_lists_live_and_lost_plans_to_attach_to(tmp_path, monke
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         await until(pilot, lambda: app.plan.state == "lost")
-        assert "lost" in str(app.screen.query_one("#status").render()) and "--resume" in str(app.screen.query_one("#status").render())
+        status = app.screen.query_one("#status")
+        await until(pilot, lambda: "lost" in str(status.render()))  # the screen's first redraw may come after the drain
+        assert "--resume" in str(status.render())
 
 
 async def test_the_dashboard_follows_the_run_in_progress_until_another_is_chosen(tmp_path, monkeypatch):
