@@ -241,3 +241,29 @@ def test_trajectories_compare_bit_for_bit_with_nan_at_the_same_places():
     longer = made(3.0)
     longer.loss.append(0.25)
     assert longer != made(3.0) and made(3.0) != "a trajectory"
+
+
+def test_band_is_the_mean_min_and_max_of_the_finite_values_on_the_union_of_epochs():
+    xs = [np.array([0, 1, 2]), np.array([0, 2, 3]), np.array([0, 1, 2, 3])]
+    ys = [np.array([1.0, 2.0, np.nan]), np.array([3.0, 6.0, 8.0]), np.array([2.0, np.inf, 4.0, np.nan])]
+    x, mean, low, high = analysis.band(xs, ys)
+    assert list(x) == [0, 1, 2, 3]
+    assert list(mean) == [2.0, 2.0, 5.0, 8.0]  # inf and NaN are not averaged in
+    assert list(low) == [1.0, 2.0, 4.0, 8.0] and list(high) == [3.0, 2.0, 6.0, 8.0]
+    x, mean, low, high = analysis.band([np.array([0, 1])], [np.array([np.nan, 1.0])])
+    assert math.isnan(mean[0]) and math.isnan(low[0]) and math.isnan(high[0]) and mean[1] == low[1] == high[1] == 1.0
+
+
+def test_figure_series_uses_the_chosen_view_of_l_star():
+    traj = Trajectory(epoch=[0, 1, 2], loss=[4.0, 2.0, 1.0], grad_sq=[8.0, 4.0, 2.0],
+                      probe_epoch=[0, 2], drift=[0.0, 1.0], ntk_lambda_min=[2.0, 3.0], ntk_lambda_max=[10.0, 12.0], ntk_change=[0.0, 5.0])
+    proxy = analysis.figure_series(traj, {"decay_l_star": 0.5}, True)
+    assert proxy["l_star"] == 1.0 and list(proxy["subopt"]) == [3.0, 1.0, 0.0] and proxy["l_star_view"] == "proxy"
+    assert list(analysis.figure_series(traj, {}, True, l_star="zero")["subopt"]) == [4.0, 2.0, 1.0]
+    fitted = analysis.figure_series(traj, {"decay_l_star": 0.5}, True, l_star="fitted")
+    assert fitted["l_star"] == 0.5 and list(fitted["subopt"]) == [3.5, 1.5, 0.5]
+    assert math.isnan(analysis.figure_series(traj, {}, True, l_star="fitted")["l_star"])  # not fitted: undefined, not 0
+    live = analysis.figure_series(traj, {}, False)  # a run not finished: the running minimum, provisional
+    assert live["l_star"] == 1.0 and live["l_star_provisional"]
+    assert list(proxy["weyl"]) == [2.0, -3.0] and list(proxy["kernel_change_rel"]) == [0.0, 0.5]
+    assert list(proxy["lambda_change_pct"]) == [0.0, 50.0]

@@ -98,3 +98,23 @@ def test_run_directories_are_never_reused(tmp_path):
     assert a != b and a.is_dir() and b.is_dir()
     assert sorted([a.name, b.name]) == [a.name, b.name]
     assert "lr=1e-3" in a.name
+
+
+def test_a_record_names_its_format_and_a_newer_one_is_refused(tmp_path):
+    """Old records (no format_version) read as format 1; a newer format is refused by name,
+    not misread; a format_version that is not a whole number >= 1 is not a record."""
+    from engine.record import RECORD_VERSION, Record, write_atomic
+
+    write_atomic(tmp_path / "record.toml", Record(run={"label": "a"}).to_dict())
+    text = (tmp_path / "record.toml").read_text()
+    assert text.startswith(f"format_version = {RECORD_VERSION}\n")
+    assert read_record(tmp_path).label == "a"
+    (tmp_path / "record.toml").write_text(text.replace("format_version = 1\n", ""))
+    assert read_record(tmp_path).label == "a"  # an older record
+    (tmp_path / "record.toml").write_text(text.replace("format_version = 1", f"format_version = {RECORD_VERSION + 1}"))
+    with pytest.raises(LplrError, match=f"written by a newer lplr-tui \\(record format {RECORD_VERSION + 1}; this version reads format 1 and older\\): upgrade"):
+        read_record(tmp_path)
+    for bad in ('"1"', "0", "1.5", "true"):
+        (tmp_path / "record.toml").write_text(text.replace("format_version = 1", f"format_version = {bad}"))
+        with pytest.raises(LplrError, match="format_version must be a whole number >= 1"):
+            read_record(tmp_path)
