@@ -23,7 +23,7 @@ from lplr_tui.screens.modals import ConfirmCancel, ConfirmQuit, LeaveOrStop
 from lplr_tui.screens.modals import HelpScreen
 from lplr_tui.screens.picker import PickerScreen
 from lplr_tui.screens.summary import SummaryScreen
-from lplr_tui.sources import QueueSource, RecordsSource, TailSource
+from lplr_tui.sources import QueueSource, CompareSource, TailSource
 from lplr_tui.tables import rows_of
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class LplrApp(App):
         self.watch_target = watch  # `lplr-tui watch`: open on this plan's (or run's) logs
         self.compare = compare or []  # `lplr-tui compare --app`: open the overlay on these records
         self.detach = detach  # start plans as detached workers (False: in this process, for tests)
-        self.source: QueueSource | TailSource | RecordsSource | None = None
+        self.source: QueueSource | TailSource | CompareSource | None = None
         self.runner: Runner | None = None  # the in-process runner, when there is one
         self.plan = PlanView(clock)
         self.exported: list[Path] = []
@@ -84,11 +84,11 @@ class LplrApp(App):
         elif self.compare:
             from lplr_tui.tables import shown_labels
 
-            self.attach(RecordsSource(self.compare, shown_labels(self.compare)), overlay=True)
+            self.attach(CompareSource(self.compare, shown_labels(self.compare)), overlay=True)
 
     # ------------------------------------------------------------ the plan
 
-    def attach(self, source: QueueSource | TailSource | RecordsSource, overlay: bool = False) -> None:
+    def attach(self, source: QueueSource | TailSource | CompareSource, overlay: bool = False) -> None:
         """Show the plan this source feeds, from its first event."""
         self.source, self.plan = source, PlanView(self.clock)
         if self.drain_timer is not None:
@@ -184,7 +184,7 @@ class LplrApp(App):
             return
         for event in events:
             self.plan.handle(event)
-            if isinstance(event, PlanFinished) and not isinstance(self.source, RecordsSource):  # a replay's end is no news
+            if isinstance(event, PlanFinished) and not isinstance(self.source, CompareSource):  # a replay's end is no news
                 self.notify(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""), markup=False)
             elif isinstance(event, Lost):
                 where = f"\n`lplr-tui run --resume {event.run_dir}` continues it" if event.run_dir else ""

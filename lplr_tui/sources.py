@@ -64,48 +64,80 @@ class TailSource:
         return f"asked the worker to stop ({target.name}): the run stops at the end of its epoch; its record will say interrupted"
 
 
-class RecordsSource:
-    """Runs read back from their records (`lplr-tui compare --app`), replayed as the events that
-    made them: the dashboard shows them exactly as it shows a watched plan."""
+class CompareSource:
+    """Runs of any plans side by side (`lplr-tui compare --app`), as one plan named "compare".
+    Each run is followed through its own log exactly as `watch RUN_DIR` follows it (a run still
+    going keeps moving), or, when it has no log (another tool's record), replayed from its
+    record; their events are renumbered as the runs of one plan."""
 
-    every = 1.0  # seconds between drains; everything comes at the first
+    every = 0.5  # seconds between reads of the logs
     detached = True
 
     def __init__(self, records: list, labels: list[str]) -> None:
-        self.events = events_of_records(records, labels)
+        import dataclasses
+
+        from engine.eventlog import LOG_NAME
+        from engine.events import PlanStarted
+
+        self.replace = dataclasses.replace
         self.problems: list[str] = []
+        self.parts: list[Tail | list] = []
+        for i, (record, label) in enumerate(zip(records, labels)):
+            run_dir = record.path.parent if record.path is not None else None
+            self.parts.append(Tail(run_dir) if run_dir is not None and (run_dir / LOG_NAME).is_file() else record_events(record, label))
+        self.open = len(records)  # runs whose end has not been read yet
+        epochs = [r.spec.get("train", {}).get("epochs", 0) if isinstance(r.spec.get("train"), dict) else 0 for r in records]
+        starts = sorted(str(r.environment.get("started", "")) for r in records)
+        self.pending: list = [PlanStarted("compare", tuple(labels), tuple(e if isinstance(e, int) else 0 for e in epochs),
+                                          started=starts[0] if starts else "")]
 
     def poll(self, limit: int) -> list:
-        out, self.events = self.events[:limit], self.events[limit:]
+        from engine.events import FINISHED, Lost, PlanFinished, PlanStarted
+
+        out, self.pending = self.pending, []
+        for i, part in enumerate(self.parts):
+            if isinstance(part, Tail):
+                events = part.poll()
+                self.problems += part.problems
+                part.problems.clear()
+            else:
+                events, self.parts[i] = part, []
+            for event in events:
+                if isinstance(event, PlanStarted):
+                    continue  # each run's own plan of one: the comparison is the plan
+                if isinstance(event, (PlanFinished, Lost)):
+                    self.open -= 1
+                    if isinstance(event, Lost):
+                        out.append(event)
+                    continue
+                out.append(self.replace(event, run=i) if hasattr(event, "run") else event)
+        if self.open == 0:
+            self.open = -1
+            out.append(PlanFinished(FINISHED))
         return out
 
     def stop(self, reason: str) -> str:
-        return "these runs were read from their records: nothing to stop"
+        return "a comparison stops nothing: stop a live run from its own plan (lplr-tui watch)"
 
 
-def events_of_records(records: list, labels: list[str]) -> list:
-    """PlanStarted, then per run RunStarted (its whole trajectory as the past), its annotations
-    and RunFinished, then PlanFinished: a plan named "compare" of the given runs."""
+def record_events(record, label: str) -> list:
+    """A run without a log, as the events that would have made its record: RunStarted (its whole
+    trajectory as the past), its annotations, RunFinished, PlanFinished (as index 0)."""
     from engine.config import known_guide, validate
     from engine.errors import LplrError
-    from engine.events import FINISHED, Annotation, PlanFinished, PlanStarted, RunFinished, RunStarted
+    from engine.events import FINISHED, Annotation, PlanFinished, RunFinished, RunStarted
 
-    epochs = [r.spec.get("train", {}).get("epochs", 0) if isinstance(r.spec.get("train"), dict) else 0 for r in records]
-    starts = sorted(str(r.environment.get("started", "")) for r in records)
-    events: list = [PlanStarted("compare", tuple(labels), tuple(e if isinstance(e, int) else 0 for e in epochs), started=starts[0] if starts else "")]
-    for i, (record, label) in enumerate(zip(records, labels)):
-        try:
-            spec = validate(known_guide(record.spec), str(record.path))
-        except LplrError:
-            spec = None  # another version's spec: drawn without its step size (no theory view)
-        run_dir = str(record.path.parent) if record.path is not None else ""
-        events.append(RunStarted(i, len(records), label, spec, int(record.summary.get("params", 0) or 0), record.environment,
-                                 run_dir, trajectory=record.trajectory.to_dict(), plan=str(record.run.get("plan", ""))))
-        for note in record.annotations:
-            if isinstance(note.get("epoch"), int) and not isinstance(note.get("epoch"), bool):
-                events.append(Annotation(i, note["epoch"], str(note.get("kind", "")), str(note.get("text", ""))))
-        verdicts = [{"name": name, **v} for name, v in record.verdict.items()]
-        events.append(RunFinished(i, record.state, str(record.status.get("reason", "")), int(record.status.get("epochs_done", 0) or 0),
-                                  record.summary, str(record.environment.get("finished", "")), verdicts))
-    events.append(PlanFinished(FINISHED))
-    return events
+    try:
+        spec = validate(known_guide(record.spec), str(record.path))
+    except LplrError:
+        spec = None  # another version's spec: drawn without its step size (no theory view)
+    run_dir = str(record.path.parent) if record.path is not None else ""
+    events: list = [RunStarted(0, 1, label, spec, int(record.summary.get("params", 0) or 0), record.environment, run_dir,
+                               trajectory=record.trajectory.to_dict(), plan=str(record.run.get("plan", "")))]
+    for note in record.annotations:
+        if isinstance(note.get("epoch"), int) and not isinstance(note.get("epoch"), bool):
+            events.append(Annotation(0, note["epoch"], str(note.get("kind", "")), str(note.get("text", ""))))
+    verdicts = [{"name": name, **v} for name, v in record.verdict.items()]
+    events.append(RunFinished(0, record.state, str(record.status.get("reason", "")), int(record.status.get("epochs_done", 0) or 0),
+                              record.summary, str(record.environment.get("finished", "")), verdicts))
+    return events + [PlanFinished(FINISHED)]

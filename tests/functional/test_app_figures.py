@@ -5,6 +5,7 @@ read back from their records."""
 from __future__ import annotations
 
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the record maker
 
+from engine.config import validate
+from engine.eventlog import EventLog
+from engine.events import EpochMeasured, Heartbeat, RunFinished, RunStarted
+from engine.liveness import worker_fields
+from engine.record import RECORD_NAME, Record, write_atomic
+from engine.times import iso_time
 from lplr_tui import figures
 from lplr_tui.app import LplrApp
 from lplr_tui.cli import load_records
@@ -95,3 +102,32 @@ async def test_P_in_the_theory_view_of_one_run_draws_that_run_with_the_theory_pa
     (call,) = drawn
     assert call["labels"] == ["m=256 η=1e-3"] and call["panels"] == figures.DEFAULT_PANELS + figures.THEORY_PANELS
     assert call["epochs"] == [two_days[2].trajectory.epoch]
+
+
+async def test_compare_follows_a_live_run_through_its_log_as_watch_does(two_days, tmp_path):
+    """A run still going, compared with finished ones: its log is followed, so it keeps moving;
+    its end ends the comparison's plan."""
+    run_dir = tmp_path / "today" / "live"
+    run_dir.mkdir(parents=True)
+    spec, worker = validate({"train": {"epochs": 10}}), {"device": "cpu", **worker_fields()}
+    write_atomic(run_dir / RECORD_NAME, Record(run={"plan": "today", "label": "m=512 η=1e-3"}, spec=spec.to_dict(), environment=worker,
+                                               status={"state": "running", "heartbeat": iso_time(time.time())}).to_dict())
+    log = EventLog(run_dir / "events.jsonl")
+    log.handle(RunStarted(0, 1, "m=512 η=1e-3", spec, 1, worker, str(run_dir), plan="today"))
+    log.handle(EpochMeasured(0, 0, 1.0, 1.0))
+    log.handle(Heartbeat(0, time.time()))
+    records = two_days + load_records([run_dir])
+    assert records[-1].state == "running"
+    app = LplrApp(tmp_path / "friday", compare=records)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: len(app.plan.runs) == 4 and app.plan.runs[3].epoch == 0 and app.plan.runs[3].state == "running")
+            assert app.live and [r.state for r in app.plan.runs[:3]] == ["finished"] * 3
+            log.handle(EpochMeasured(0, 1, 0.5, 0.5))
+            log.handle(EpochMeasured(0, 2, 0.25, 0.25))
+            await until(pilot, lambda: app.plan.runs[3].epoch == 2)
+            assert app.plan.runs[3].trajectory.loss == [1.0, 0.5, 0.25]
+            log.handle(RunFinished(0, "finished", "", 2, {}, ""))
+            await until(pilot, lambda: app.plan.state == "finished" and not app.live)
+    finally:
+        log.close()
