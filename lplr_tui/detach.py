@@ -19,6 +19,8 @@ from engine.tail import Tail
 
 OUTPUT_SUFFIX = ".log"
 START_TIMEOUT = 600.0  # seconds to wait for the worker's preflight (data, memory) before saying where to look
+# rich takes a file for a terminal under these: the worker writes a log, never a terminal
+FORCES_A_TERMINAL = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 @dataclass
@@ -45,7 +47,7 @@ def spawn(args: list[str], results_dir: Path, plan_id: str) -> Detached:
         raise LplrError(f"{output}: a plan with this id exists already") from None
     except OSError as exc:
         raise LplrError(f"--results {results_dir}: cannot write there ({exc.strerror})") from None
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k not in FORCES_A_TERMINAL}, "PYTHONUNBUFFERED": "1"}
     with os.fdopen(fd, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "lplr_tui", "run", *args, "--plan-id", plan_id],

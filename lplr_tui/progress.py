@@ -130,5 +130,17 @@ class LineDisplay:
 
 
 def display_for(console: Console) -> BarDisplay | LineDisplay:
-    return BarDisplay(console) if console.is_terminal else LineDisplay(console)
+    """The bar on a terminal, lines anywhere else: a terminal is where the console writes, not
+    what the environment claims. FORCE_COLOR or TTY_COMPATIBLE (a CI job's, or a shell's that a
+    detached worker inherits) make rich take a file for one, and the bar's redraws, colours and
+    cursor codes would fill the log."""
+    return BarDisplay(console) if console.is_terminal and writes_to_a_tty(console) else LineDisplay(console)
+
+
+def writes_to_a_tty(console: Console) -> bool:
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed file
+        return False
 
