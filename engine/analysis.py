@@ -537,7 +537,9 @@ def figure_series(traj: Trajectory, summary: dict, final: bool, n_train: int = 0
 def band(xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Runs of one configuration (seeds) as one line: on the union of their x values, the mean
     of the finite values there, and their min and max (NaN where no run has a finite value)."""
-    x = np.unique(np.concatenate([np.asarray(v, dtype=float) for v in xs])) if xs else np.array([])
+    if not xs:
+        return np.array([]), np.array([]), np.array([]), np.array([])
+    x = np.unique(np.concatenate([np.asarray(v, dtype=float) for v in xs]))
     grid = np.full((len(ys), x.size), NAN)
     for row, (xv, yv) in enumerate(zip(xs, ys)):
         yv = np.asarray(yv, dtype=float)

@@ -267,3 +267,29 @@ def test_figure_series_uses_the_chosen_view_of_l_star():
     assert live["l_star"] == 1.0 and live["l_star_provisional"]
     assert list(proxy["weyl"]) == [2.0, -3.0] and list(proxy["kernel_change_rel"]) == [0.0, 0.5]
     assert list(proxy["lambda_change_pct"]) == [0.0, 50.0]
+
+
+def test_band_of_no_runs_is_empty():
+    x, mean, low, high = analysis.band([], [])
+    assert x.size == mean.size == low.size == high.size == 0
+
+
+def test_figure_series_takes_the_runs_end_and_schedule_as_given():
+    traj = Trajectory(epoch=[0, 1, 2], loss=[4.0, 1.0, 2.0], grad_sq=[8.0, 4.0, 2.0], theory_epoch=[0, 2], sharpness=[10.0, 10.0])
+    assert analysis.figure_series(traj, {}, True)["l_star"] == 2.0  # finished: its last loss, though it rose
+    assert analysis.figure_series(traj, {}, False)["l_star"] == 1.0  # not finished: the running minimum
+    cosine = analysis.figure_series(traj, {}, True, lr=0.1, schedule="cosine", total=4)
+    assert np.allclose(cosine["eta_beta"], [1.0, 0.1 * 0.5 * (1 + math.cos(math.pi / 2)) * 10])
+    assert np.allclose(analysis.figure_series(traj, {}, True, lr=0.1)["eta_beta"], [1.0, 1.0])
+
+
+def test_local_series_has_no_relative_change_without_a_positive_lambda_0():
+    def a(lam0):
+        return {"ntk_lambda_min": np.array([lam0, 1.0]), "ntk_lambda_max": np.array([10.0, 10.0]),
+                "ntk_change": np.array([0.0, 1.0]), "probe_epoch": np.array([0.0, 5.0])}
+
+    for lam0 in (-1.0, 0.0, float("nan")):
+        assert np.isnan(analysis.local_series(a(lam0))["lambda_change_pct"]).all()
+    assert list(analysis.local_series(a(0.5))["lambda_change_pct"]) == [0.0, 100.0]
+    small = analysis.local_regime({**a(100.0), "ntk_lambda_min": np.array([100.0, 100.5])})
+    assert small["lambda_rise_pct"] == pytest.approx(0.5) and math.copysign(1, small["lambda_fall_pct"]) == 1.0
