@@ -203,6 +203,25 @@ def test_the_figure_matches_its_baseline_image(tmp_path):
     assert compare_images(str(expected), str(out), tol=5) is None
 
 
+def test_seeds_with_the_theory_panels_match_their_baseline_image(tmp_path):
+    """The band of three seeds and a second configuration, with the four theory panels."""
+    import matplotlib
+
+    results = tmp_path / "results"
+    for seed in (0, 1, 2):
+        write_record(results, f"s{seed}", label=f"m=128 η=1e-3 seed={seed}", overrides={"train.seeds": [seed]}, traj=trajectory(seed=seed))
+    write_record(results, "wide", label="m=256 η=1e-3", overrides={"model.width": 256}, traj=trajectory(lam=20.0, rate=0.9))
+    out = tmp_path / "seeds.png"
+    panels = figures.DEFAULT_PANELS + figures.THEORY_PANELS
+    with matplotlib.rc_context(figures.STYLE):
+        figures.draw(runs_of(results), panels, figures.parse_size(None, len(panels))).savefig(out, dpi=80)
+    expected = BASELINE / "seeds_theory.png"
+    if not expected.exists():  # pragma: no cover - regenerate by deleting the baseline
+        expected.write_bytes(out.read_bytes())
+        pytest.fail("baseline written; rerun")
+    assert compare_images(str(expected), str(out), tol=5) is None
+
+
 def test_the_comparison_catches_a_changed_figure(tmp_path):
     """The baseline test can fail: a figure whose data moved does not match."""
     results = tmp_path / "results"
