@@ -24,15 +24,8 @@ from lplr_tui.app import LplrApp
 from lplr_tui.cli import load_records
 from lplr_tui.components.chart import DiagnosticChart
 from lplr_tui.screens.dashboard import CHARTS, DashboardScreen
+from functional.test_app import until
 from made_records import trajectory, write_record
-
-
-async def until(pilot, condition, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out waiting for the app")
 
 
 @pytest.fixture
