@@ -181,7 +181,7 @@ def shape_problem(raw: dict) -> str:
     for name in ("state", "reason"):
         if not isinstance(raw.get("status", {}).get(name, ""), str):
             return f"status.{name} must be a string"
-    for name in ("plan", "label"):
+    for name in ("plan", "label", "plan_id"):
         if not isinstance(raw.get("run", {}).get(name, ""), str):
             return f"run.{name} must be a string"
     for name, verdict in raw.get("verdict", {}).items():
@@ -197,11 +197,13 @@ def shape_problem(raw: dict) -> str:
 
 
 def strings(value: object, where: str = "") -> Iterator[tuple[str, str]]:
-    """Every string in a parsed TOML value, with where it sits (run.label, status.notes[0]...)."""
+    """Every string in a parsed TOML value, its tables' keys included, with where it sits
+    (run.label, status.notes[0]...)."""
     if isinstance(value, str):
         yield where, value
     elif isinstance(value, dict):
         for k, v in value.items():
+            yield (f"a key of {where}" if where else "a key"), str(k)
             yield from strings(v, f"{where}.{k}" if where else str(k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
@@ -251,6 +253,14 @@ def new_run_dir(results_dir: Path, plan: str, index: int, label: str) -> Path:
         except FileExistsError:
             continue
     raise LplrError(f"cannot make a new run directory under {results_dir}")
+
+
+def plan_id_of(plan_log: str) -> str:
+    """The plan's id (<start time>-<plan>) from its log's path; "" when it has none."""
+    from engine.eventlog import PLAN_SUFFIX
+
+    name = Path(plan_log).name if plan_log else ""
+    return name[: -len(PLAN_SUFFIX)] if name.endswith(PLAN_SUFFIX) else ""
 
 
 def new_plan_id(results_dir: Path, name: str) -> str:
@@ -314,7 +324,8 @@ class RecordWriter:
     def start(self, event: RunStarted) -> None:
         trajectory = self.trajectory_of(event.run) if self.trajectory_of else Trajectory.from_dict(event.trajectory)
         record = Record(
-            run={"plan": event.plan or self.plan, "index": event.run + 1, "of": event.of, "label": event.label},
+            run={"plan": event.plan or self.plan, "index": event.run + 1, "of": event.of, "label": event.label,
+                 "plan_id": plan_id_of(event.plan_log)},
             spec=event.spec.to_dict(),
             environment=dict(event.environment),
             status={"state": RUNNING, "reason": "", "epochs_done": event.resumed_from},

@@ -71,6 +71,11 @@ L_STAR_WORDS = {"proxy": "final loss", "zero": "0", "fitted": "fitted"}
 SEED = re.compile(r" seed=\d+$")
 
 
+def text(value: str) -> str:
+    """Text from a record as matplotlib draws it literally: a `$` would start mathtext."""
+    return value.replace("$", r"\$")
+
+
 @dataclass
 class FigureRun:
     """What a figure needs of a run: a record's, or the app's view of a live one."""
@@ -81,19 +86,19 @@ class FigureRun:
     summary: dict
     state: str
     annotations: list = field(default_factory=list)  # (epoch, text)
-    plan: str = ""
+    name: str = ""  # the run's own label, where `label` tells it apart from another run's (compare)
 
     @classmethod
     def of_record(cls, record, label: str | None = None) -> "FigureRun":
         notes = [(a.get("epoch"), str(a.get("text", ""))) for a in record.annotations if isinstance(a.get("epoch"), (int, float))]
-        return cls(label or record.label, record.trajectory, record.spec, record.summary, record.state, notes, str(record.run.get("plan", "")))
+        return cls(label or record.label, record.trajectory, record.spec, record.summary, record.state, notes, record.label)
 
     @classmethod
-    def of_view(cls, run, plan: str = "") -> "FigureRun":
+    def of_view(cls, run) -> "FigureRun":
         """The app's view of a run, copied: its live trajectory may grow while a figure is drawn."""
         spec = run.spec.to_dict() if run.spec is not None else {}
         return cls(run.label, Trajectory.from_dict(run.trajectory.to_dict()), spec, dict(run.summary), run.state,
-                   [(a.epoch, a.text) for a in run.annotations], plan)
+                   [(a.epoch, a.text) for a in run.annotations])
 
     def setting(self, table: str, key: str, default):
         value = self.spec.get(table, {}).get(key, default) if isinstance(self.spec.get(table), dict) else default
@@ -107,10 +112,11 @@ class FigureRun:
         )
 
     def configuration(self) -> str:
-        """The spec without its seed and names: runs that share it differ only by chance."""
-        spec = {k: v for k, v in self.spec.items() if k not in ("name", "description", "label", "guide")}
-        spec["train"] = {k: v for k, v in spec.get("train", {}).items() if k != "seeds"} if isinstance(spec.get("train"), dict) else {}
-        return json.dumps(spec, sort_keys=True, default=str)
+        """The experiment without its seed, as `compare` sees it: runs that share it differ only
+        by chance."""
+        from engine.compare import flat
+
+        return json.dumps({k: v for k, v in flat(self.spec).items() if k != "train.seeds"}, sort_keys=True)
 
 
 @dataclass
@@ -128,13 +134,16 @@ class Line:
 
 def choose_runs(runs: list[FigureRun], patterns: list[str]) -> list[FigureRun]:
     """The runs whose label matches one of the patterns (exact, or shell-style: m=1024*)."""
+    def matches(run: FigureRun, pattern: str) -> bool:
+        return any(label == pattern or fnmatch.fnmatchcase(label, pattern) for label in (run.label, run.name) if label)
+
     if not patterns:
         return runs
     for pattern in patterns:
-        if not any(r.label == pattern or fnmatch.fnmatchcase(r.label, pattern) for r in runs):
+        if not any(matches(r, pattern) for r in runs):
             labels = ", ".join(sorted({r.label for r in runs}))
             raise LplrError(f"--runs {show_value(pattern)}: matches no run; the runs are: {labels}")
-    return [r for r in runs if any(r.label == p or fnmatch.fnmatchcase(r.label, p) for p in patterns)]
+    return [r for r in runs if any(matches(r, p) for p in patterns)]
 
 
 def parse_panels(text: str | None, theory: bool) -> tuple[str, ...]:
@@ -184,12 +193,12 @@ def lines_of(runs: list[FigureRun], group: bool = True) -> list[Line]:
     lines = []
     for i, members in enumerate(groups.values()):
         if len(members) == 1:
-            label = members[0].label + state_note(members[0])
+            label = text(members[0].label) + state_note(members[0])
         else:
-            seeds = {tuple(m.setting("train", "seeds", [])) for m in members}
+            seeds = {json.dumps(m.setting("train", "seeds", []), default=str) for m in members}
             what = "seeds" if len(seeds) == len(members) else "runs"
-            label = f"{SEED.sub('', members[0].label)} ({len(members)} {what}: mean, min–max)"
-            label += "".join(f"; {m.label}{state_note(m)}" for m in members if state_note(m))
+            label = f"{text(SEED.sub('', members[0].name or members[0].label))} ({len(members)} {what}: mean, min–max)"
+            label += "".join(f"; {text(m.label)}{state_note(m)}" for m in members if state_note(m))
         lines.append(Line(label, members, PALETTE[i % len(PALETTE)], DASHES[(i // len(PALETTE)) % len(DASHES)]))
     return lines
 
@@ -198,7 +207,7 @@ def state_note(run: FigureRun) -> str:
     if run.state in ("finished", ""):
         return ""
     epochs = run.trajectory.epoch
-    return f" ({run.state} at epoch {epochs[-1]})" if epochs else f" ({run.state})"
+    return text(f" ({run.state} at epoch {epochs[-1]})" if epochs else f" ({run.state})")
 
 
 # ---------------------------------------------------------------- drawing
@@ -243,7 +252,7 @@ def draw(runs: list[FigureRun], panels: tuple[str, ...], size: tuple[float, floa
             handles.append(Patch(facecolor="0.92", edgecolor="none", label=f"stable regime (epochs {window[0]}–{window[1]})"))
         if "pl" in panels and any(pl_envelope(line) for line in lines):
             handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=0.7, label="PL envelope μ̂ on the stable regime"))
-        if len(lines) == 1 and lines[0].runs[0].annotations:
+        if len(lines) == 1 and len(lines[0].runs) == 1 and marked(lines[0].runs[0]):
             handles.append(Line2D([], [], color="0.4", linestyle=(0, (1, 1.5)), linewidth=0.6, label="annotation"))
         fig.legend(handles=handles, loc="outside lower center", ncols=legend_columns(handles, size[0]), frameon=False)
     return fig
@@ -260,7 +269,8 @@ def shared_window(runs: list[FigureRun]) -> tuple[int, int] | None:
     if len(windows) != 1:
         return None
     low, high = windows.pop()
-    return (int(low), int(high)) if isinstance(low, (int, float)) and isinstance(high, (int, float)) else None
+    numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high))
+    return (int(low), int(high)) if numbers and high > low else None
 
 
 def draw_panel(ax, panel: Panel, lines: list[Line], data: list[list[dict]], window, l_star: str) -> None:
@@ -278,7 +288,7 @@ def draw_panel(ax, panel: Panel, lines: list[Line], data: list[list[dict]], wind
         if panel.name == "pl":
             draw_envelope(ax, line)
         for run in line.runs if len(lines) == 1 and len(line.runs) == 1 else ():  # an overlay's would hide its lines
-            for epoch, _ in run.annotations:
+            for epoch in marked(run):
                 ax.axvline(epoch, color="0.4", linestyle=(0, (1, 1.5)), linewidth=0.6, alpha=0.8, zorder=1)
     for value, what in panel.levels:
         ax.axhline(value, color="0.3", linewidth=0.6, linestyle="--", zorder=1)
@@ -295,6 +305,15 @@ def draw_panel(ax, panel: Panel, lines: list[Line], data: list[list[dict]], wind
     if not drawn:
         what = "not measured (probes.theory_every = 0)" if panel.x == "theory_epoch" else "no finite values"
         ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=6, color="0.4")
+
+
+def marked(run: FigureRun) -> list[float]:
+    """The epochs of the run's annotations that fall within its epochs (a record's are untrusted:
+    one far outside would squash the run against an edge)."""
+    epochs = [float(e) for e in run.trajectory.epoch if math.isfinite(float(e))]
+    if not epochs:
+        return []
+    return [float(e) for e, _ in run.annotations if math.isfinite(float(e)) and min(epochs) <= e <= max(epochs)]
 
 
 def draw_line(ax, panel: Panel, line: Line, series: list[dict]) -> bool:
@@ -336,13 +355,15 @@ def draw_envelope(ax, line: Line) -> None:
 def title_of(panel: Panel, lines: list[Line], data: list[list[dict]], l_star: str) -> str:
     if panel.name == "lambda":
         sizes = {r.setting("probes", "ntk_subset", 0) for line in lines for r in line.runs}
-        return f"NTK $\\lambda_{{\\min}}$, subset of {sizes.pop()}" if len(sizes) == 1 else panel.title
+        size = sizes.pop() if len(sizes) == 1 else 0
+        return f"NTK $\\lambda_{{\\min}}$, subset of {size}" if size else panel.title
     if panel.name == "subopt":
         provisional = any(s["l_star_provisional"] for series in data for s in series) and l_star == "proxy"
-        words = "running min. (provisional)" if provisional else L_STAR_WORDS[l_star]
+        if provisional:
+            return "provisional $L^*$ (min. so far)"
         values = [s["l_star"] for series in data for s in series]
         one = len(values) == 1 and math.isfinite(values[0]) and l_star != "zero"
-        return f"$L^*$ = {words}" + (f" {values[0]:.3g}" if one else "")
+        return f"$L^*$ = {L_STAR_WORDS[l_star]}" + (f" {values[0]:.3g}" if one else "")
     return panel.title
 
 
@@ -357,14 +378,15 @@ def write(runs: list[FigureRun], out: Path, panels: tuple[str, ...], size: tuple
     fmt = figure_format(out)
     if not runs:
         raise LplrError("no runs to plot")
-    fig = draw(runs, panels, size, l_star, group)
     metadata = {"Creator": "lplr-tui", "CreationDate": None} if fmt == "pdf" else {"Software": "lplr-tui"} if fmt == "png" else {"Creator": "lplr-tui", "Date": None}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with matplotlib.rc_context(STYLE):
-            fig.savefig(out, format=fmt, dpi=300, metadata=metadata)
+            draw(runs, panels, size, l_star, group).savefig(out, format=fmt, dpi=300, metadata=metadata)
     except OSError as exc:
         raise LplrError(f"--out {out}: cannot be written ({exc.strerror or exc})") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # values in a record that matplotlib cannot place
+        raise LplrError(f"cannot draw these runs: {type(exc).__name__}: {str(exc)[:200]}") from None
     return out
 
 

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from engine.atomic import write_text_atomic
-from engine.errors import LplrError
+from engine.errors import LplrError, show_value
 from engine.record import dumps, slug
 from engine.trajectory import SERIES
 
@@ -48,13 +48,13 @@ def where(record) -> str:
 def whole_epoch(record, axis: str, value: object) -> int:
     """An epoch from an untrusted record as an int (3.0 is 3); anything else is refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LplrError(f"{where(record)}: trajectory.{axis} holds {value!r}, not a whole number")
+        raise LplrError(f"{where(record)}: trajectory.{axis} holds {show_value(value)[:40]}, not a whole number")
     if isinstance(value, float):
         if not value.is_integer():
-            raise LplrError(f"{where(record)}: trajectory.{axis} holds {value!r}, not a whole number")
+            raise LplrError(f"{where(record)}: trajectory.{axis} holds {show_value(value)[:40]}, not a whole number")
         value = int(value)
     if not -INT64 <= value < INT64:
-        raise LplrError(f"{where(record)}: trajectory.{axis} holds {value}, out of range for an epoch")
+        raise LplrError(f"{where(record)}: trajectory.{axis} holds {str(value)[:40]}…, out of range for an epoch")
     return value
 
 

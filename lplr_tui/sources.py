@@ -74,25 +74,25 @@ class CompareSource:
     detached = True
 
     def __init__(self, records: list, labels: list[str]) -> None:
-        import dataclasses
-
         from engine.eventlog import LOG_NAME
         from engine.events import PlanStarted
 
-        self.replace = dataclasses.replace
         self.problems: list[str] = []
         self.parts: list[Tail | list] = []
         for i, (record, label) in enumerate(zip(records, labels)):
             run_dir = record.path.parent if record.path is not None else None
             self.parts.append(Tail(run_dir) if run_dir is not None and (run_dir / LOG_NAME).is_file() else record_events(record, label))
-        self.open = len(records)  # runs whose end has not been read yet
+        self.ended: set[int] = set()  # the runs whose end (or loss) has been read
+        self.finished = False
         epochs = [r.spec.get("train", {}).get("epochs", 0) if isinstance(r.spec.get("train"), dict) else 0 for r in records]
         starts = sorted(str(r.environment.get("started", "")) for r in records)
         self.pending: list = [PlanStarted("compare", tuple(labels), tuple(e if isinstance(e, int) else 0 for e in epochs),
                                           started=starts[0] if starts else "")]
 
     def poll(self, limit: int) -> list:
-        from engine.events import FINISHED, Lost, PlanFinished, PlanStarted
+        from dataclasses import replace
+
+        from engine.events import FINISHED, LOST, Lost, PlanFinished, PlanStarted, RunFinished
 
         out, self.pending = self.pending, []
         for i, part in enumerate(self.parts):
@@ -106,13 +106,13 @@ class CompareSource:
                 if isinstance(event, PlanStarted):
                     continue  # each run's own plan of one: the comparison is the plan
                 if isinstance(event, (PlanFinished, Lost)):
-                    self.open -= 1
-                    if isinstance(event, Lost):
-                        out.append(event)
+                    self.ended.add(i)
+                    if isinstance(event, Lost):  # this run's worker, not the others': the run alone is lost
+                        out.append(RunFinished(i, LOST, event.reason, event.epochs_done, {}, ""))
                     continue
-                out.append(self.replace(event, run=i) if hasattr(event, "run") else event)
-        if self.open == 0:
-            self.open = -1
+                out.append(replace(event, run=i) if hasattr(event, "run") else event)
+        if len(self.ended) == len(self.parts) and not self.finished:
+            self.finished = True
             out.append(PlanFinished(FINISHED))
         return out
 
@@ -126,6 +126,7 @@ def record_events(record, label: str) -> list:
     from engine.config import known_guide, validate
     from engine.errors import LplrError
     from engine.events import FINISHED, Annotation, PlanFinished, RunFinished, RunStarted
+    from lplr_tui.tables import record_verdicts
 
     try:
         spec = validate(known_guide(record.spec), str(record.path))
@@ -137,7 +138,6 @@ def record_events(record, label: str) -> list:
     for note in record.annotations:
         if isinstance(note.get("epoch"), int) and not isinstance(note.get("epoch"), bool):
             events.append(Annotation(0, note["epoch"], str(note.get("kind", "")), str(note.get("text", ""))))
-    verdicts = [{"name": name, **v} for name, v in record.verdict.items()]
     events.append(RunFinished(0, record.state, str(record.status.get("reason", "")), int(record.status.get("epochs_done", 0) or 0),
-                              record.summary, str(record.environment.get("finished", "")), verdicts))
+                              record.summary, str(record.environment.get("finished", "")), record_verdicts(record)))
     return events + [PlanFinished(FINISHED)]

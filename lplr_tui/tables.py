@@ -4,6 +4,7 @@ the summaries the engine computed."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from rich import box
 from rich.table import Table
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, mean_summary
 from engine.config import short_float
+from engine.errors import printable
 from engine.kinds import kind_in
 from engine.record import Record
 
@@ -300,13 +302,9 @@ def started_of(record: Record) -> str:
 def shown_labels(records: list[Record]) -> list[str]:
     """Each run's label, with its plan and start where another run has the same label (runs of
     the same plan on two days), and its directory where even that is the same."""
-    def counted(labels: list[str]) -> dict[str, int]:
-        return {label: labels.count(label) for label in labels}
-
-    labels = [r.label for r in records]
-    twice = counted(labels)
+    twice = Counter(r.label for r in records)
     labels = [f"{r.label} · {r.run.get('plan', '')} {started_of(r)}".rstrip() if twice[r.label] > 1 else r.label for r in records]
-    twice = counted(labels)
+    twice = Counter(labels)
     return [f"{label} · {r.path.parent.name}" if twice[label] > 1 and r.path is not None else label for label, r in zip(labels, records)]
 
 
@@ -318,7 +316,9 @@ def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
     labels = shown_labels(records)  # in the lines below the table; in it, the plan and start have columns
     rows = rows_of(records)
     experiments = [experiment_of(r.spec, r.environment) for r in records]
-    plans = [(r.run.get("plan", ""), r.environment.get("host"), r.environment.get("pid"), r.environment.get("process_start")) for r in records]
+    # a plan: its id (kept when a run is resumed); an older record's: the worker that wrote it
+    plans = [r.run.get("plan_id") or (r.run.get("plan", ""), r.environment.get("host"), r.environment.get("pid"),
+                                      r.environment.get("process_start")) for r in records]
     keys, varied, beyond = flags(experiments, plans)
     base = columns_for(rows)
     columns = [base[0], ("plan", "plan", "s"), ("started", "started", "s"), *base[1:]]
@@ -327,7 +327,7 @@ def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
     table = rich_table(f"{title} (Table {2 if is_table2(rows) else 1} columns)", table_caption(rows), columns)
     for row, record, experiment, extra in zip(rows, records, experiments, beyond):
         values = {**row_values(*row), "plan": str(record.run.get("plan", "")), "started": started_of(record),
-                  "differs": ", ".join(f"{k} = {shown_value(experiment, k)}" for k in extra)}
+                  "differs": printable(", ".join(f"{k} = {shown_value(experiment, k)}" for k in extra))}
         table.add_row(*map(Text, row_cells(values, columns)))
     notes = [f"the runs' specs differ in: {', '.join(keys) or 'nothing'}" + (f" (varied by their plans: {', '.join(varied)})" if varied else "")]
     flagged = [label for label, extra in zip(labels, beyond) if extra]
@@ -335,4 +335,4 @@ def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
         extra_keys = sorted({k for e in beyond for k in e})
         notes.append(f"flagged, not a controlled comparison: {', '.join(flagged)} differ in {', '.join(extra_keys)}, "
                      "which no plan here varies (see the last column)")
-    return table, notes
+    return table, [printable(note) for note in notes]  # spec keys come from records

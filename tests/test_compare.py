@@ -81,3 +81,26 @@ def test_compare_checks_the_figure_suffix_before_reading(tmp_path):
     monday, _ = two_plans(tmp_path)
     result = runner.invoke(app, ["compare", str(monday), "--plot", str(tmp_path / "f.gif")])
     assert result.exit_code == 2 and "the suffix must be .png, .svg or .pdf" in result.output
+
+
+def test_compare_source_marks_only_the_lost_run_lost_and_ends_once(tmp_path):
+    """Each run's log ends on its own: a lost worker loses its run, not the others'; a resumed
+    run's log (two sessions, two ends) ends the comparison once."""
+    from engine.events import EpochMeasured, Lost, PlanFinished
+    from lplr_tui.cli import load_records
+    from lplr_tui.plan_view import PlanView
+    from lplr_tui.sources import CompareSource
+
+    monday, friday = two_plans(tmp_path)
+    records = load_records([monday, friday])[:3]
+    source = CompareSource(records, ["a", "b", "c"])
+    source.parts[0] = [EpochMeasured(0, 0, 1.0, 1.0), Lost("the worker is gone", 0, "/somewhere")]
+    source.parts[2] = source.parts[2] + [EpochMeasured(0, 61, 0.1, 0.1), PlanFinished("finished")]  # a second session's end
+    events = source.poll(10_000)
+    plan = PlanView()
+    for event in events:
+        plan.handle(event)
+    assert [r.state for r in plan.runs] == ["lost", "finished", "finished"]
+    assert plan.runs[0].reason == "the worker is gone" and plan.state == "finished"
+    assert sum(isinstance(e, PlanFinished) for e in events) == 1
+    assert plan.runs[2].trajectory.epoch[-1] == 61  # renumbered as the comparison's third run

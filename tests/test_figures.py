@@ -284,3 +284,34 @@ def test_a_panel_with_nothing_measured_says_so(tmp_path):
     fig = figures.draw(runs_of(run), ("step", "lambda"), (3.5, 2.0))
     assert "not measured (probes.theory_every = 0)" in [t.get_text() for t in panel(fig, "step").texts]
     assert len(panel(fig, "lambda").texts) == 0
+
+
+def test_text_from_records_is_drawn_as_text_and_odd_values_do_not_crash(tmp_path):
+    """A label with `$` is not mathtext; seeds of an odd type, annotations far outside the run
+    and a spec without probes are drawn, not a traceback."""
+    results = tmp_path / "results"
+    write_record(results, "a", label=r"cost $\foo{x}$ [red]y[/red]", annotations=[{"epoch": 100000, "kind": "x", "text": "far"}])
+    out = tmp_path / "f.png"
+    result = runner.invoke(app, ["plot", str(results), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    fig = figures.draw(runs_of(results), ("lambda",), (3.5, 2.0))
+    assert fig.legends[0].get_texts()[0].get_text() == r"cost \$\foo{x}\$ [red]y[/red]"
+    assert panel(fig, "lambda").get_xlim()[1] < 100, "the annotation at epoch 100000 is not drawn"
+    assert not [l for l in panel(fig, "lambda").get_lines() if list(l.get_xdata()) == [100000.0, 100000.0]]
+    for name in ("s0", "s1"):  # seeds written as a list of lists (another tool's record)
+        path = write_record(tmp_path / "odd", name, label=f"odd {name}") / "record.toml"
+        path.write_text(path.read_text().replace("seeds = [\n    0,\n]", f"seeds = [[{name[1]}]]"))
+    result = runner.invoke(app, ["plot", str(tmp_path / "odd"), "--out", str(tmp_path / "odd.png")])
+    assert result.exit_code == 0, result.output
+    fig = figures.draw(runs_of(tmp_path / "odd"), ("lambda",), (3.5, 2.0))
+    assert fig.legends[0].get_texts()[0].get_text() == "odd s0 (2 seeds: mean, min–max)"
+
+
+def test_runs_are_chosen_by_their_own_label_when_compare_tells_them_apart(tmp_path):
+    a = write_record(tmp_path / "monday", "a", label="m=128 η=1e-3", started="2026-12-01T09:00:00+00:00")
+    b = write_record(tmp_path / "friday", "a", label="m=128 η=1e-3", started="2026-12-05T09:00:00+00:00", pid=2)
+    c = write_record(tmp_path / "friday", "b", label="m=256 η=1e-3", overrides={"model.width": 256}, pid=2)
+    out = tmp_path / "f.svg"
+    result = runner.invoke(app, ["plot", str(a), str(b), str(c), "--runs", "m=128 η=1e-3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 runs" in result.output

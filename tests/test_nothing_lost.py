@@ -168,13 +168,15 @@ def test_sigint_then_resume_equals_an_uninterrupted_run(data_root, tmp_path):
     cut.send_signal(signal.SIGINT)
     cut.communicate(timeout=60)
     assert cut.returncode == 130 and read_record(path).state == "interrupted"
+    cut_plan = read_record(path).run["plan_id"]
     resumed = subprocess.run(COMMAND + ["run", "--resume", str(path.parent)], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     a, b = read_record(find_records([tmp_path / "whole"])[0]), read_record(path)
     assert b.state == "finished" and b.status["epochs_done"] == 300 and len(b.environment["resumed"]) == 1
     assert a.trajectory == b.trajectory  # bit for bit: floats compared exactly
     assert same_summary(a.summary, b.summary, rel=0)
-    assert b.run == a.run
+    assert b.run["plan_id"] == cut_plan != a.run["plan_id"]  # a resumed run stays in the plan it was started in
+    assert {k: v for k, v in b.run.items() if k != "plan_id"} == {k: v for k, v in a.run.items() if k != "plan_id"}
 
 
 def test_kill_9_then_resume_continues_from_the_periodic_checkpoint_bit_for_bit(data_root, tmp_path):

@@ -30,6 +30,8 @@ def test_a_run_leaves_one_record_with_every_table(finished_run):
     assert record.trajectory.probe_epoch == [0, 1, 2, 3] + list(range(5, 41, 5))  # log-spaced, then every 5
     assert len(record.trajectory.ntk_lambda_min) == 12 and record.trajectory.drift[0] == 0.0
     assert len(record.trajectory.ntk_lambda_max) == 12 and record.trajectory.ntk_change[0] == 0.0
+    plan_id = record.run.pop("plan_id")  # its plan's log, <start time>-<plan>.plan.jsonl, beside the run directories
+    assert (results / f"{plan_id}.plan.jsonl").is_file() and plan_id.endswith("-mnist")
     assert record.run == {"plan": "mnist", "index": 1, "of": 1, "label": "m=128 η=1e-3"}
 
 
@@ -118,3 +120,16 @@ def test_a_record_names_its_format_and_a_newer_one_is_refused(tmp_path):
         (tmp_path / "record.toml").write_text(text.replace("format_version = 1", f"format_version = {bad}"))
         with pytest.raises(LplrError, match="format_version must be a whole number >= 1"):
             read_record(tmp_path)
+
+
+def test_a_key_with_control_characters_makes_a_record_invalid(tmp_path):
+    """Keys are text from the file too: compare shows spec keys."""
+    from engine.record import Record, write_atomic
+
+    write_atomic(tmp_path / "record.toml", Record(run={"label": "a"}, spec={"model": {"width": 1}}).to_dict())
+    text = (tmp_path / "record.toml").read_text()
+    (tmp_path / "record.toml").write_text(text.replace("width = 1", '"wid\\u001b[31mth" = 1'))
+    with pytest.raises(LplrError, match="a key of spec.model holds control characters"):
+        read_record(tmp_path)
+    (tmp_path / "record.toml").write_text(text)
+    assert read_record(tmp_path).spec == {"model": {"width": 1}}

@@ -269,9 +269,15 @@ class DashboardScreen(Screen):
         if not runs:
             self.notify("nothing measured yet: no figure", severity="warning")
             return
-        where = (Path(runs[0].run_dir).parent if runs[0].run_dir else self.app.results_dir).resolve()
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(self.plan.name or 'plan')}-{'overlay' if self.overlay else slug(runs[0].label)}"
-        stem += "-theory" if self.theory else ""
+        # the results directory the app was given (a log's run_dir is not trusted with a path)
+        where = self.app.results_dir.resolve()
+        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(self.plan.name or 'plan')}-{'overlay' if self.overlay else slug(runs[0].label)}"
+        base += "-theory" if self.theory else ""
+        stem = base
+        for n in range(2, 1000):  # P twice in a second: two figures
+            if not (where / f"{stem}.pdf").exists():
+                break
+            stem = f"{base}-{n}"
         try:
             where.mkdir(parents=True, exist_ok=True)
             screenshot = self.app.save_screenshot(f"{stem}-screen.svg", str(where))
@@ -280,7 +286,7 @@ class DashboardScreen(Screen):
             return
         self.notify(f"screenshot: {screenshot}\ndrawing the figure…", timeout=6, markup=False)
         # copies: the drain goes on adding epochs to the live runs while the worker draws
-        copies = [FigureRun.of_view(run, self.plan.name) for run in runs]
+        copies = [FigureRun.of_view(run) for run in runs]
         self.write_figure(copies, where / f"{stem}.pdf", DEFAULT_PANELS + (THEORY_PANELS if self.theory else ()))
 
     @work(thread=True, exclusive=True, group="figure")
@@ -291,8 +297,10 @@ class DashboardScreen(Screen):
 
         try:
             self.post_message(FigureWritten(write(runs, path, panels, parse_size(None, len(panels)), group=False)))
-        except (LplrError, OSError, ValueError) as exc:
+        except LplrError as exc:
             self.post_message(FigureFailed(f"figure failed: {exc}"))
+        except Exception as exc:  # whatever matplotlib raises, the dashboard stays (a worker's error would end the app)
+            self.post_message(FigureFailed(f"figure failed: {type(exc).__name__}: {exc}"))
 
     @on(FigureWritten)
     def figure_written(self, message: FigureWritten) -> None:

@@ -70,11 +70,12 @@ async def test_compare_opens_the_overlay_on_runs_read_from_their_records(two_day
 async def test_P_writes_the_overlay_as_a_figure_and_the_dashboard_as_svg(two_days, tmp_path, drawn):
     app = LplrApp(tmp_path / "friday", compare=two_days)
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and len(app.screen.query_one("#runs").children) == 3)
+        await pilot.pause(0.3)  # the run list drawn: it is in the screenshot
         await pilot.press("P")
-        await until(pilot, lambda: list((tmp_path / "monday").glob("*.pdf")), timeout=60)
-    (pdf,) = (tmp_path / "monday").glob("*-compare-overlay.pdf")  # beside the first run's directory
-    (svg,) = (tmp_path / "monday").glob("*-compare-overlay-screen.svg")
+        await until(pilot, lambda: list((tmp_path / "friday").glob("*.pdf")), timeout=60)
+    (pdf,) = (tmp_path / "friday").glob("*-compare-overlay.pdf")  # in the app's results directory
+    (svg,) = (tmp_path / "friday").glob("*-compare-overlay-screen.svg")
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert ET.fromstring(svg.read_bytes()).tag.endswith("svg") and "m=256&#160;η=1e-3" in svg.read_text()
     (call,) = drawn
