@@ -302,6 +302,7 @@ def draw_panel(ax, panel: Panel, lines: list[Line], data: list[list[dict]], wind
         scale = [abs(float(s["ntk_lambda_min"][0])) for series in data for s in series if len(s["ntk_lambda_min"])]
         scale = [v for v in scale if math.isfinite(v) and v > 0]
         ax.set_yscale("symlog", linthresh=max(scale) if scale else 1.0)
+        ax.set_ylim(top=2 * (max(scale) if scale else 1.0))  # the certificate is at most λ_0: no empty decades above
     if not drawn:
         what = "not measured (probes.theory_every = 0)" if panel.x == "theory_epoch" else "no finite values"
         ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=6, color="0.4")
