@@ -18,6 +18,7 @@ HELP = """[b]lplr-tui keys[/b]
               n / p  next / previous run · o overlay all runs
               x theory view: edge of stability, PL ratio vs its bound
               g show / hide the guide and what was noticed
+              P a PDF of this view (as lplr-tui plot) + an SVG screenshot
               t the summary table · b back to the picker (after the end)
   picker      w watch the highlighted live plan · r resume a lost one
   anywhere    ? this help · q quit (asks while a run is live: a
