@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import itertools
 import math
 import re
 import sys
@@ -116,6 +117,7 @@ class ModelSpec:
 class OptimSpec:
     kind: str = key("gd", one_of("gd", "sgd"))
     lr: float = key(1e-3, above(0), "the (base) step size")
+    lr_scale: float = key(0.0, within(0.0, 1e6), "if > 0: the step is lr_scale/β₀, β₀ = λ_max(∇²L) at θ_0 measured before the run (as advise does); optim.lr is then set to it")
     momentum: float = key(0.0, within(0.0, 1.0), "heavy-ball momentum; 0 is plain gradient descent")
     schedule: str = key("constant", one_of("constant", "cosine"), "cosine: lr·(1 + cos(π·epoch/epochs))/2")
     batch_size: int = key(128, between(1, MAX_INPUTS), "sgd: inputs per step")
@@ -180,7 +182,10 @@ TABLES: dict[str, type] = {
     "guide": GuideSpec,
     "record": RecordSpec,
 }
-TOP_LEVEL = ("name", "description", "runs", "label")
+TOP_LEVEL = ("name", "description", "runs", "label", "sweep")
+# keys a [sweep] cannot vary: names, the plan's own structure, and what has a list of its own
+NOT_SWEPT = {"name": "", "description": "", "label": "", "runs": "", "sweep": "",
+             "train.seeds": " (a plan over seeds: train.seeds = [0, 1, 2])", "model.widths": " (give model.widths = [...] instead)"}
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,7 @@ class Spec:
     record: RecordSpec
     runs: tuple[dict, ...] = ()
     label: str = ""
+    sweep: tuple[tuple[str, tuple], ...] = ()  # (dotted key, its values): the plan is their product
 
     def to_dict(self) -> dict:
         """The spec as preset tables (TOML-writable: no None anywhere)."""
@@ -209,6 +215,10 @@ class Spec:
             del out["model"]["widths"]
         if self.runs:
             out["runs"] = [copy.deepcopy(r) for r in self.runs]
+        if self.sweep:
+            out["sweep"] = {}
+            for dotted, values in self.sweep:
+                set_dotted(out["sweep"], dotted, list(values))
         return out
 
 
@@ -435,6 +445,8 @@ def check_top_level(raw: dict, where: str) -> None:
             continue
         if name not in TOP_LEVEL:
             raise unknown_key(name, value, where)
+        if name == "sweep":
+            continue  # checked by sweep_of
         if name in ("name", "description", "label") and not isinstance(value, str):
             raise ConfigError(name, value, "must be a string", where)
         if name == "description" and CONTROL.search(value):
@@ -483,6 +495,46 @@ def check_cross(spec: Spec, where: str) -> None:
         raise ConfigError(*problem, where)
 
 
+def sweep_of(raw: dict, where: str) -> tuple[tuple[str, tuple], ...]:
+    """The [sweep] table as (dotted key, values) pairs, checked: known keys that a sweep may
+    vary, each with a non-empty list of distinct values. TOML's dotted keys nest
+    (`optim.lr_scale = [...]` is {"optim": {"lr_scale": [...]}}); both forms are read."""
+    table = raw.get("sweep", {})
+    if not isinstance(table, dict):
+        raise ConfigError("sweep", table, "must be a table of keys and lists of values, e.g. [sweep] optim.lr = [1e-3, 5e-4]", where)
+    pairs: list[tuple[str, tuple]] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for name, value in node.items():
+            dotted = f"{prefix}{name}"
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+                continue
+            if dotted in NOT_SWEPT:
+                raise ConfigError(f"sweep.{dotted}", value, f"cannot be swept{NOT_SWEPT[dotted]}", where)
+            if dotted not in all_keys():
+                raise unknown_key(dotted, value, f"{where} [sweep]".strip())
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"sweep.{dotted}", value, "must be a non-empty list of the values to try", where)
+            if len({repr(v) for v in value}) != len(value):
+                raise ConfigError(f"sweep.{dotted}", value, "must list each value once", where)
+            pairs.append((dotted, tuple(value)))
+
+    walk(table, "")
+    return tuple(pairs)
+
+
+def sweep_points(sweep: tuple[tuple[str, tuple], ...]) -> list[dict]:
+    """Every combination of the sweep's values as nested overrides ([{}] without a sweep)."""
+    points = []
+    for values in itertools.product(*(v for _, v in sweep)):
+        point: dict = {}
+        for (dotted, _), value in zip(sweep, values):
+            set_dotted(point, dotted, value)
+        points.append(point)
+    return points
+
+
 def validate(raw: dict, where: str = "") -> Spec:
     """A raw preset dict -> Spec, or a ConfigError naming the first bad key."""
     check_top_level(raw, where)
@@ -492,12 +544,23 @@ def validate(raw: dict, where: str = "") -> Spec:
         description=raw.get("description", ""),
         runs=tuple(raw.get("runs", [])),
         label=raw.get("label", ""),
+        sweep=sweep_of(raw, where),
         **tables,
     )
-    for i, run in enumerate(spec.runs):
-        validate(merge(strip_plan(raw), run), f"{where} [[runs]] #{i + 1}".strip())
+    for i, run in enumerate(spec.runs or [{}]):
+        for point in sweep_points(spec.sweep) if spec.sweep else []:
+            validate(merge(merge(strip_plan(raw), run), point), f"{where} [sweep]".strip() + (f" [[runs]] #{i + 1}" if spec.runs else ""))
+        if spec.runs:
+            validate(merge(strip_plan(raw), run), f"{where} [[runs]] #{i + 1}".strip())
     check_cross(spec, where)
     return spec
+
+
+def flat_items(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in tree.items():
+        out += flat_items(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
 
 
 def lenient(cls: type, values: Any) -> Any:
@@ -528,7 +591,7 @@ def known_guide(raw: dict) -> dict:
 
 
 def strip_plan(raw: dict) -> dict:
-    return {k: v for k, v in raw.items() if k != "runs"}
+    return {k: v for k, v in raw.items() if k not in ("runs", "sweep")}
 
 
 # ---------------------------------------------------------------- public
@@ -541,6 +604,12 @@ def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) ->
     raw.setdefault("name", path.stem)
     overrides = dict(overrides or {})
     for dotted, value in overrides.items():
+        if dotted.startswith("sweep."):  # --set sweep.optim.lr=[1e-3,5e-4]: one key of the sweep
+            sweep = raw.setdefault("sweep", {})
+            if not isinstance(sweep, dict):
+                raise ConfigError("sweep", sweep, "must be a table", "--set")
+            sweep[dotted[len("sweep."):]] = value  # read as a dotted key by sweep_of
+            continue
         if dotted.split(".")[0] not in TABLES and dotted not in TOP_LEVEL:
             raise unknown_key(dotted, value, "--set")
         set_dotted(raw, dotted, value)
@@ -572,16 +641,24 @@ class Plan:
         several_seeds = len(preset.train.seeds) > 1
         runs = []
         for entry in list(preset.runs) or [{}]:
-            for width in preset.model.widths or [None]:
-                for seed in preset.train.seeds:
-                    raw = merge(base, entry)
-                    raw["model"].pop("widths", None)
-                    if width is not None:  # the kind's own width: the MLP's width, the CNN's base width
-                        raw["model"][KINDS[preset.model.kind].width_key.split(".", 1)[1]] = width
-                    raw["train"]["seeds"] = [seed]
-                    run = validate(raw)
-                    label = (entry.get("label") if width is None else "") or default_label(run)
-                    runs.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
+            for point in sweep_points(preset.sweep):
+                for width in preset.model.widths or [None]:
+                    for seed in preset.train.seeds:
+                        raw = merge(merge(base, entry), point)
+                        raw["model"].pop("widths", None)
+                        if width is not None:  # the kind's own width: the MLP's width, the CNN's base width
+                            raw["model"][KINDS[preset.model.kind].width_key.split(".", 1)[1]] = width
+                        raw["train"]["seeds"] = [seed]
+                        run = validate(raw)
+                        label = (entry.get("label") if width is None else "") or default_label(run)
+                        label += sweep_label(run, point, label)
+                        runs.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
+        labels = [r.label for r in runs]
+        for label in labels:
+            if labels.count(label) > 1:  # two runs the records, tables and figures could not tell apart
+                raise ConfigError("label", label, f"is the label of {labels.count(label)} runs of the plan: they differ in nothing "
+                                  "their labels show (with optim.lr_scale, optim.lr is not used); give each [[runs]] entry a "
+                                  "label, or remove the duplicate", preset.name)
         return cls(preset, tuple(runs))
 
     def resumed(self, name: str, label: str) -> "Plan":
@@ -590,7 +667,20 @@ class Plan:
 
 
 def default_label(spec: Spec) -> str:
-    return f"{KINDS[spec.model.kind].label(spec.model)} η={short_float(spec.optim.lr)}"
+    step = f"η·β₀={short_float(spec.optim.lr_scale)}" if spec.optim.lr_scale > 0 else f"η={short_float(spec.optim.lr)}"
+    return f"{KINDS[spec.model.kind].label(spec.model)} {step}"
+
+
+def sweep_label(run: Spec, point: dict, label: str) -> str:
+    """What a run's label must add to tell it apart in a sweep: each swept key that the label
+    does not show already (the width and the step are in the default label)."""
+    shown = {KINDS[run.model.kind].width_key, "optim.lr", "optim.lr_scale"} if label == default_label(run) else set()
+    parts = []
+    for dotted, value in flat_items(point):
+        if dotted not in shown:
+            text = short_float(value) if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+            parts.append(f"{dotted.split('.')[-1]}={text}")
+    return "".join(" " + p for p in parts)
 
 
 def short_float(x: float) -> str:

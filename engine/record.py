@@ -237,7 +237,7 @@ def check_writable(results_dir: Path) -> None:
 def slug(text: str, limit: int = 120) -> str:
     """A file-name part made of text from presets and records: [A-Za-z0-9.=-_] only, no
     leading dot, bounded; every path built from a name or label goes through here."""
-    safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", text.replace("η", "lr")).strip("_.")[:limit]
+    safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", text.replace("η·β₀", "lr_scale").replace("η", "lr")).strip("_.")[:limit]
     return safe or "unnamed"
 
 

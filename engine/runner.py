@@ -115,6 +115,7 @@ class Runner:
         self._pulse = threading.Thread(target=self._beat, name="lplr-heartbeat", daemon=True)
         self._index = -1  # the run in progress
         self._data: dict = {}
+        self._sharpness: dict = {}  # β₀ per initialisation, shared by advise and the runs with optim.lr_scale
         self._devices: list[torch.device] = []
         self._trajectory = Trajectory()
         self._annotator: Annotator | None = None
@@ -249,7 +250,7 @@ class Runner:
     def advise(self) -> list:
         """The step-size advice for every run of the plan (after preflight)."""
         pairs = [(run, self._data_of(run)) for run in self.runs]
-        return advise(pairs, self._devices[0])
+        return advise(pairs, self._devices[0], self._sharpness)
 
     def start(self) -> None:
         if not self._devices:
@@ -368,6 +369,13 @@ class Runner:
             torch.backends.cuda.matmul.allow_tf32 = spec.train.tf32
             torch.backends.cudnn.allow_tf32 = spec.train.tf32
         data = self._data_of(spec).to(device)
+        found = {}
+        if spec.optim.lr_scale > 0 and self._resume is None:  # η = scale/β₀ (a resumed run's spec has its η already)
+            (advice,) = advise([(spec, data)], device, self._sharpness)
+            if not advice.sharpness > 0:
+                raise LplrError(f"{spec.label}: optim.lr_scale needs β₀ = λ_max(∇²L) > 0 at θ_0; it measured {advice.sharpness:g}")
+            spec = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, lr=advice.lr))
+            found = {"beta_0": advice.sharpness}
         model = build_model(spec, data.k)
         start, prior, run_dir = self._origin(index, spec, model)
         model.to(device)
@@ -376,7 +384,7 @@ class Runner:
         self._annotator = Annotator(index, spec.guide, lambda epoch: step_size(spec, epoch))
         self._index = index
         self._emit(RunStarted(
-            index, len(self.runs), spec.label, spec, params, environment(device, data), str(run_dir or ""),
+            index, len(self.runs), spec.label, spec, params, {**environment(device, data), **found}, str(run_dir or ""),
             resumed_from=start.epoch, trajectory=prior.to_dict(), plan=self.plan.name,
             plan_log=str(self.plan_log or ""),
         ))

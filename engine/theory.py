@@ -171,13 +171,14 @@ class Advice:
         return step_class(self.lr * self.sharpness)
 
 
-def advise(runs: list[tuple], device: torch.device) -> list[Advice]:
+def advise(runs: list[tuple], device: torch.device, seen: dict | None = None) -> list[Advice]:
     """Per (run spec, its training set): the largest stable step 2/λ_max(∇²L) at
-    initialisation. Runs that share their initialisation (same model, seed and data) share
-    the computation."""
+    initialisation, and the run's step (optim.lr, or lr_scale/β₀ when optim.lr_scale is set).
+    Runs that share their initialisation (same model, seed and data) share the computation;
+    `seen` keeps it across calls."""
     from engine.models import build_model
 
-    seen: dict[tuple, tuple[float, float]] = {}
+    seen = {} if seen is None else seen
     out = []
     for run, data in runs:
         key = (repr(run.model), run.train.seeds[0], repr(run.data))
@@ -188,5 +189,6 @@ def advise(runs: list[tuple], device: torch.device) -> list[Advice]:
             gn = full_ntk_ends(model, data)[1] / data.n if kind_of(run.model.kind).closed_form_ntk else float("nan")
             seen[key] = (sharp, gn)
         sharp, gn = seen[key]
-        out.append(Advice(run.label, run.optim.lr, sharp, gn, run.optim.momentum))
+        lr = run.optim.lr_scale / sharp if run.optim.lr_scale > 0 and sharp > 0 else run.optim.lr
+        out.append(Advice(run.label, lr, sharp, gn, run.optim.momentum))
     return out
