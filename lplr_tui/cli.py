@@ -186,12 +186,17 @@ def run(
 
 
 def print_tables(records: list, title: str) -> None:
-    from lplr_tui.tables import rows_of, summary_table, theory_table
+    from lplr_tui.tables import edge_notes, edge_of, edge_table, rows_of, summary_table, theory_table
 
     rows = rows_of(records)
     out.print(summary_table(title, rows))
     for table in theory_table(title, rows):
         out.print(table)
+    edge = edge_of(records)
+    if edge.is_a_map:  # two widths or more, at two steps or more: where the local regime ends
+        out.print(edge_table(f"{title}: where the local regime ends (width × η·β₀, the step against the edge at θ_0)", edge))
+        for line in edge_notes(edge):
+            out.print(line, markup=False, soft_wrap=True)
 
 
 def print_verdicts(records: list, plan: list) -> None:
@@ -412,11 +417,20 @@ def plot(
     panels: Optional[str] = typer.Option(None, "--panels", help=PANELS_HELP),
     size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT in inches (default: 3.5 wide, a paper's column)"),
     l_star: str = typer.Option("proxy", "--l-star", help="L* of the L − L* panel: proxy (the final loss, the paper's), zero, or fitted (the decay fit's)"),
+    edge_map: bool = typer.Option(False, "--map", help="the map of where the local regime ends (a sweep of optim.lr_scale over widths, as the edge preset)"),
 ) -> None:
     """Publication figures of runs: one run in the paper's 2×2 layout, a plan as one line per
-    run, seeds of one configuration as their mean with a min–max band."""
+    run, seeds of one configuration as their mean with a min–max band; --map: the edge map."""
     chosen, inches = figure_options(out_path, theory, panels, size, l_star)
     records = load_records(paths)
+    if edge_map:
+        from lplr_tui import figures
+        from lplr_tui.tables import edge_of
+
+        target = out_path or figures.default_path(records, False).with_name(figures.default_path(records, False).name.replace("-figure", "-map"))
+        figures.write_map(edge_of(records), target, inches if size else None)
+        out.print(f"map: {target} ({target.stat().st_size / 1024:.0f} KB)", markup=False, soft_wrap=True)
+        return
     draw_figure(records, out_path, chosen, inches, l_star, [p.strip() for r in runs for p in r.split(",") if p.strip()])
 
 

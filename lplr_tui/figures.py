@@ -24,6 +24,8 @@ from engine.errors import LplrError, show_value
 from engine.trajectory import Trajectory
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+# no creation date: the same figure gives the same file
+METADATA = {"pdf": {"Creator": "lplr-tui", "CreationDate": None}, "png": {"Software": "lplr-tui"}, "svg": {"Creator": "lplr-tui", "Date": None}}
 # Okabe & Ito's palette: told apart with every common colour-vision deficiency, and in grey
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 DASHES = ["-", "--", "-.", ":"]
@@ -379,11 +381,10 @@ def write(runs: list[FigureRun], out: Path, panels: tuple[str, ...], size: tuple
     fmt = figure_format(out)
     if not runs:
         raise LplrError("no runs to plot")
-    metadata = {"Creator": "lplr-tui", "CreationDate": None} if fmt == "pdf" else {"Software": "lplr-tui"} if fmt == "png" else {"Creator": "lplr-tui", "Date": None}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with matplotlib.rc_context(STYLE):
-            draw(runs, panels, size, l_star, group).savefig(out, format=fmt, dpi=300, metadata=metadata)
+            draw(runs, panels, size, l_star, group).savefig(out, format=fmt, dpi=300, metadata=METADATA[fmt])
     except OSError as exc:
         raise LplrError(f"--out {out}: cannot be written ({exc.strerror or exc})") from None
     except (ValueError, OverflowError, TypeError) as exc:  # values in a record that matplotlib cannot place
@@ -402,3 +403,65 @@ def default_path(records: list, theory: bool, suffix: str = ".pdf") -> Path:
     name = plans.pop() if len(plans) == 1 else "compare"
     where = records[0].path.parent.parent if records and records[0].path is not None else Path(".")
     return where / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(name or 'runs')}-figure{'-theory' if theory else ''}{suffix}"
+
+
+# ---------------------------------------------------------------- the edge map
+
+
+def draw_map(edge, size: tuple[float, float] | None = None):
+    """The map of where the local regime ends: a cell per run, width against η·β₀, blue where
+    the run stayed local, vermillion where it left, grey where it was not judged (not finished);
+    each cell gives the kernel change and λ_min's move; dashed lines at η·β₀ = 1 and 2."""
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    colours = {"local": "#56B4E9", "left": "#D55E00", "none": "0.85"}
+    columns, rows = len(edge.scales), len(edge.widths)
+    size = size or (COLUMN_WIDTH, 0.45 * rows + 1.3)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=size, layout="constrained")
+        ax = fig.subplots()
+        ax.set_gid("map")
+        for y, width in enumerate(edge.widths):
+            for x, scale in enumerate(edge.scales):
+                cells = edge.at(width, scale)
+                if not cells:
+                    continue
+                c = cells[0]
+                state = "none" if c.left is None else "left" if c.left else "local"
+                ax.add_patch(matplotlib.patches.Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colours[state], edgecolor="white",
+                                                          gid=f"{width}:{scale:g}:{state}"))
+                words = f"K {c.kernel_change:.2g}\nλ {c.lambda_change:+.0f}%" if math.isfinite(c.kernel_change) else c.state
+                ax.text(x, y, words, ha="center", va="center", fontsize=5, color="white" if state == "left" else "black")
+        # the advisor's lines: after the last column inside the theorem (≤ 1) and the last stable one (< 2)
+        ends = {sum(s <= 1.0 for s in edge.scales), sum(s < 2.0 for s in edge.scales)}
+        for end in sorted(e for e in ends if 0 < e < columns):
+            ax.axvline(end - 0.5, color="0.2", linestyle="--", linewidth=0.8)
+        ax.set_xlim(-0.5, columns - 0.5)
+        ax.set_ylim(-0.5, rows - 0.5)
+        ax.set_xticks(range(columns), [f"{s:g}" for s in edge.scales])
+        ax.set_yticks(range(rows), [f"{w}" for w in edge.widths])
+        ax.set_xlabel(r"$\eta\,\beta_0$ (step against the edge at $\theta_0$)")
+        ax.set_ylabel("width $m$")
+        ax.set_title("where the local regime ends", loc="left")
+        handles = [Patch(facecolor=colours["local"], label="stayed local"), Patch(facecolor=colours["left"], label="left"),
+                   Patch(facecolor=colours["none"], label="not finished")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    return fig
+
+
+def write_map(edge, out: Path, size: tuple[float, float] | None = None) -> Path:
+    import matplotlib
+
+    fmt = figure_format(out)
+    if not edge.is_a_map:
+        raise LplrError("--map: these runs are not a map: it needs steps set against β₀ (optim.lr_scale) at two widths or more, "
+                        "as the edge preset's sweep gives")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with matplotlib.rc_context(STYLE):
+            draw_map(edge, size).savefig(out, format=fmt, dpi=300, metadata=METADATA[fmt])
+    except OSError as exc:
+        raise LplrError(f"--out {out}: cannot be written ({exc.strerror or exc})") from None
+    return out

@@ -336,3 +336,56 @@ def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
         notes.append(f"flagged, not a controlled comparison: {', '.join(flagged)} differ in {', '.join(extra_keys)}, "
                      "which no plan here varies (see the last column)")
     return table, [printable(note) for note in notes]  # spec keys come from records
+
+
+# ---------------------------------------------------------------- the edge map
+
+
+SHORT_VERDICT = {"stays_lazy": "kernel moved", "drift_contained": "drift", "no_loss_spike": "loss spike"}
+CLASS_WORDS = {INSIDE: "inside the theorem (η·β ≤ 1)", OUTSIDE: "stable, outside it (1 < η·β < 2)", UNSTABLE: "unstable (η·β ≥ 2)"}
+
+
+def edge_of(records: list[Record]):
+    from engine.edge import edge_map
+
+    return edge_map([(r.label, r.spec, r.summary, record_verdicts(r), r.state) for r in records])
+
+
+def edge_cell(cells: list) -> Text:
+    """A cell of the map: stayed local (✓) or left (✗, and why); kernel change and λ_min's
+    move; the decay model and the largest η·β reached."""
+    if not cells:
+        return Text("")
+    out = Text()
+    for c in cells:
+        if c.left is None:
+            out.append(f"… {c.state}", style="dim")
+        elif c.left:
+            out.append("✗ left: " + ", ".join(SHORT_VERDICT.get(v, v) for v in c.left), style="red")
+        else:
+            out.append("✓ local", style="green")
+        out.append(f"\nK {cell(c.kernel_change, '.2g')} λ {cell(c.lambda_change, '+.0f')}%\n{c.decay or '—'} ηβ≤{cell(c.eta_beta_max, '.2g')}")
+    return out
+
+
+def edge_table(title: str, edge) -> Table:
+    table = Table(title=Text(title), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=True,
+                  caption="A cell per run: ✓ stayed in the local regime or ✗ left it (the kernel moved, the drift was not contained, "
+                  "or the loss spiked); K: ‖K_t − K_0‖₂/‖K_0‖₂ at most; λ: λ_min's largest move against λ_0; the decay model; "
+                  "ηβ≤: the largest η·β measured along the run.", caption_justify="left")
+    table.add_column("width \\ η·β₀", no_wrap=True)
+    for scale in edge.scales:
+        table.add_column(short_float(scale), no_wrap=True)
+    for width in edge.widths:
+        table.add_row(Text(f"m={width}"), *(edge_cell(edge.at(width, s)) for s in edge.scales))
+    return table
+
+
+def edge_notes(edge) -> list[str]:
+    """What the map says about the advisor's prediction, in numbers."""
+    def line(by: str) -> str:
+        tally = edge.tally(by)
+        return "; ".join(f"{CLASS_WORDS[name]}: {stayed} of {judged} stayed local" for name, (stayed, judged) in tally.items() if judged)
+
+    return [f"by η·β₀ at initialisation (the advisor's prediction): {line('predicted') or 'no finished run'}",
+            f"by the largest η·β along the run: {line('reached') or 'not measured (probes.theory_every = 0)'}"]

@@ -17,7 +17,7 @@ def test_wheel_installs_engine_ui_and_presets(tmp_path):
     )
     (wheel,) = tmp_path.glob("lplr_tui-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for name in ("engine/presets/mnist.toml", "engine/presets/ablation.toml", "engine/presets/cifar.toml", "engine/probes/ntk.py", "lplr_tui/cli.py", "lplr_tui/app.tcss"):
+    for name in ("engine/presets/mnist.toml", "engine/presets/ablation.toml", "engine/presets/cifar.toml", "engine/presets/edge.toml", "engine/probes/ntk.py", "lplr_tui/cli.py", "lplr_tui/app.tcss"):
         assert name in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -28,7 +28,7 @@ def test_wheel_installs_engine_ui_and_presets(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
     )
-    assert str(target) in done.stdout and "['ablation', 'cifar', 'mnist']" in done.stdout
+    assert str(target) in done.stdout and "['ablation', 'cifar', 'edge', 'mnist']" in done.stdout
 
 
 @pytest.mark.parametrize("args", [
