@@ -351,6 +351,13 @@ def edge_of(records: list[Record]):
     return edge_map([(r.label, r.spec, r.summary, record_verdicts(r), r.state) for r in records])
 
 
+def edge_of_runs(runs: list):
+    """The map of the app's runs that have started (a waiting run's spec is not known yet)."""
+    from engine.edge import edge_map
+
+    return edge_map([(r.label, r.spec.to_dict(), r.summary, r.verdicts, r.state) for r in runs if r.spec is not None])
+
+
 def edge_cell(cells: list) -> Text:
     """A cell of the map: stayed local (✓) or left (✗, and why); kernel change and λ_min's
     move; the decay model and the largest η·β reached."""

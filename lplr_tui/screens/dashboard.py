@@ -89,6 +89,7 @@ class DashboardScreen(Screen):
         Binding("P", "figure", "figure"),
         Binding("f", "follow", "follow"),
         Binding("t", "table", "table"),
+        Binding("m", "edge_map", "map"),
         Binding("x", "theory", "theory"),
         Binding("g", "guide", "guide"),
         Binding("b", "back", "back", show=False),
@@ -309,6 +310,11 @@ class DashboardScreen(Screen):
     @on(FigureFailed)
     def figure_failed(self, message: FigureFailed) -> None:
         self.notify(message.text, severity="error", timeout=10, markup=False)
+
+    def action_edge_map(self) -> None:
+        from lplr_tui.screens.edgemap import EdgeMapScreen
+
+        self.app.push_screen(EdgeMapScreen(self.plan))
 
     def action_cancel(self) -> None:
         self.app.cancel_plan()

@@ -19,6 +19,7 @@ HELP = """[b]lplr-tui keys[/b]
               x theory view: edge of stability, PL ratio vs its bound
               g show / hide the guide and what was noticed
               P a PDF of this view (as lplr-tui plot) + an SVG screenshot
+              m the map of where the local regime ends (a sweep of η·β₀)
               t the summary table · b back to the picker (after the end)
   picker      w watch the highlighted live plan · r resume a lost one
   anywhere    ? this help · q quit (asks while a run is live: a

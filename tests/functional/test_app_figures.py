@@ -125,3 +125,33 @@ async def test_compare_follows_a_live_run_through_its_log_as_watch_does(two_days
             await until(pilot, lambda: app.plan.state == "finished" and not app.live)
     finally:
         log.close()
+
+
+def text_of(renderable) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+async def test_m_shows_the_map_of_a_sweep_as_runs_finish(tmp_path):
+    moved = trajectory(lam=10.0)
+    moved.ntk_change = [c * 1000 for c in moved.ntk_change]  # the kernel moved: this run left
+    for width in (128, 256):
+        for scale in (0.5, 3.0):
+            write_record(tmp_path / "sweep", f"m{width}-{scale}", label=f"m={width} η·β₀={scale:g}",
+                         overrides={"model.width": width, "optim.lr_scale": scale},
+                         traj=moved if (width, scale) == (256, 3.0) else trajectory(lam=10.0))
+    app = LplrApp(tmp_path / "sweep", compare=load_records([tmp_path / "sweep"]))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and len(app.plan.runs) == 4)
+        await pilot.press("m")
+        await until(pilot, lambda: "local" in text_of(getattr(app.screen, "drawn", "")))
+        shown = text_of(app.screen.drawn)
+        assert shown.count("✓ local") == 3 and shown.count("✗ left: kernel moved") == 1
+        assert "unstable (η·β ≥ 2): 1 of 2 stayed local" in " ".join(shown.split())
+        await pilot.press("m")
+        assert isinstance(app.screen, DashboardScreen)
