@@ -341,7 +341,8 @@ def compare_table(title: str, records: list[Record]) -> tuple[Table, list[str]]:
 # ---------------------------------------------------------------- the edge map
 
 
-SHORT_VERDICT = {"stays_lazy": "kernel moved", "drift_contained": "drift", "no_loss_spike": "loss spike"}
+SHORT_VERDICT = {"stays_lazy": "not lazy", "drift_contained": "drift", "no_loss_spike": "spike"}
+SHORT_DECAY = {"geometric": "geometric", "power-law": "power law", "undecided": "undecided"}
 CLASS_WORDS = {INSIDE: "inside the theorem (η·β ≤ 1)", OUTSIDE: "stable, outside it (1 < η·β < 2)", UNSTABLE: "unstable (η·β ≥ 2)"}
 
 
@@ -368,21 +369,23 @@ def edge_cell(cells: list) -> Text:
         if c.left is None:
             out.append(f"… {c.state}", style="dim")
         elif c.left:
-            out.append("✗ left: " + ", ".join(SHORT_VERDICT.get(v, v) for v in c.left), style="red")
+            out.append("✗ " + "+".join(SHORT_VERDICT.get(v, v) for v in c.left), style="red")
         else:
             out.append("✓ local", style="green")
-        out.append(f"\nK {cell(c.kernel_change, '.2g')} λ {cell(c.lambda_change, '+.0f')}%\n{c.decay or '—'} ηβ≤{cell(c.eta_beta_max, '.2g')}")
+        out.append(f"\nK {cell(c.kernel_change, '.2g')} λ {cell(c.lambda_change, '+.0f')}%\n{SHORT_DECAY.get(c.decay, c.decay or '—')}"
+                   f"\nηβ ≤ {cell(c.eta_beta_max, '.2g')}")
     return out
 
 
 def edge_table(title: str, edge) -> Table:
     table = Table(title=Text(title), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=True,
-                  caption="A cell per run: ✓ stayed in the local regime or ✗ left it (the kernel moved, the drift was not contained, "
-                  "or the loss spiked); K: ‖K_t − K_0‖₂/‖K_0‖₂ at most; λ: λ_min's largest move against λ_0; the decay model; "
-                  "ηβ≤: the largest η·β measured along the run.", caption_justify="left")
-    table.add_column("width \\ η·β₀", no_wrap=True)
+                  caption="A cell per run: ✓ stayed in the local regime, or ✗ left it: not lazy (the kernel moved, or λ_min rose "
+                  "or fell by more than the guide's thresholds), drift (not contained), spike (the loss spiked). K: "
+                  "‖K_t − K_0‖₂/‖K_0‖₂ at most; λ: λ_min's largest move against λ_0; the decay model; ηβ ≤: the largest "
+                  "η·β measured along the run.", caption_justify="left")
+    table.add_column("m \\ η·β₀", no_wrap=True)
     for scale in edge.scales:
-        table.add_column(short_float(scale), no_wrap=True)
+        table.add_column(short_float(scale), min_width=14)
     for width in edge.widths:
         table.add_row(Text(f"m={width}"), *(edge_cell(edge.at(width, s)) for s in edge.scales))
     return table

@@ -75,7 +75,7 @@ def test_summary_prints_the_map_of_a_sweep(tmp_path):
     assert result.exit_code == 0, result.output
     text = result.output
     assert "where the local regime ends" in " ".join(text.split()) and "m=128" in text and "m=256" in text
-    assert text.count("✓ local") == 3 and text.count("✗ left: kernel moved") == 1
+    assert text.count("✓ local") == 3 and text.count("✗ not lazy") == 1
     assert "unstable (η·β ≥ 2): 1 of 2 stayed local" in " ".join(text.split())
     assert "inside the theorem (η·β ≤ 1): 2 of 2 stayed local" in " ".join(text.split())
 

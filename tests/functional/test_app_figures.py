@@ -151,7 +151,7 @@ async def test_m_shows_the_map_of_a_sweep_as_runs_finish(tmp_path):
         await pilot.press("m")
         await until(pilot, lambda: "local" in text_of(getattr(app.screen, "drawn", "")))
         shown = text_of(app.screen.drawn)
-        assert shown.count("✓ local") == 3 and shown.count("✗ left: kernel moved") == 1
+        assert shown.count("✓ local") == 3 and shown.count("✗ not lazy") == 1
         assert "unstable (η·β ≥ 2): 1 of 2 stayed local" in " ".join(shown.split())
         await pilot.press("m")
         assert isinstance(app.screen, DashboardScreen)
