@@ -103,3 +103,33 @@ def test_plot_draws_the_map_and_refuses_runs_that_are_not_one(tmp_path):
     write_record(tmp_path / "plain", "a")
     result = CliRunner().invoke(app, ["plot", str(tmp_path / "plain"), "--map", "--out", str(tmp_path / "m.pdf")])
     assert result.exit_code == 2 and "--map: these runs are not a map" in result.output
+
+
+def test_a_cell_keeps_every_measure_and_places_a_plain_step_by_its_measured_edge():
+    from engine.edge import number
+
+    label, spec, summary, v, state = entry(512, 1.5)
+    summary = {**summary, "lambda_rise_pct": 30.0, "lambda_fall_pct": 5.0, "kernel_change_rel_max": 0.25, "decay_model": "power-law"}
+    c = cell_of(label, spec, summary, v, state)
+    assert (c.state, c.kernel_change, c.lambda_change, c.decay, c.asked) == ("finished", 0.25, 30.0, "power-law", True)
+    plain = cell_of("m=128 η=1e-3", {"model": {"kind": "mlp", "width": 128}, "optim": {"lr": 1e-3}}, {"eta_beta_0": 0.6543}, v, "finished")
+    assert plain.scale == 0.65 and not plain.asked and plain.predicted == INSIDE  # measured, to two figures
+    odd = cell_of("x", {"model": {"kind": "mlp", "width": 64}, "optim": "fast"}, {"eta_beta_0": 2.5}, v, "finished")
+    assert odd.scale == 2.5 and not odd.asked  # another tool's spec: no lr_scale to read
+    assert math.isnan(number(True)) and math.isnan(number("3")) and number(2) == 2.0
+
+
+def test_advise_measures_each_initialisation_once_across_calls(make_spec):
+    from engine.data import load_data
+    from engine.theory import advise
+    import torch
+
+    spec = engine.Plan.of(make_spec(data__source="synthetic", data__n_train=32, probes__ntk_subset=16, model__width=16,
+                                    optim__lr_scale=0.5)).runs[0]
+    data = load_data(spec.data, spec.model.kind)
+    seen: dict = {}
+    (first,) = advise([(spec, data)], torch.device("cpu"), seen)
+    assert len(seen) == 1 and first.lr == 0.5 / first.sharpness
+    seen[next(iter(seen))] = (100.0, float("nan"))  # the cache is what a second call reads
+    (second,) = advise([(spec, data)], torch.device("cpu"), seen)
+    assert second.sharpness == 100.0 and second.lr == 0.005
