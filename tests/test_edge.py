@@ -117,6 +117,7 @@ def test_a_cell_keeps_every_measure_and_places_a_plain_step_by_its_measured_edge
     odd = cell_of("x", {"model": {"kind": "mlp", "width": 64}, "optim": "fast"}, {"eta_beta_0": 2.5}, v, "finished")
     assert odd.scale == 2.5 and not odd.asked  # another tool's spec: no lr_scale to read
     assert math.isnan(number(True)) and math.isnan(number("3")) and number(2) == 2.0
+    assert cell_of("x", spec, {}, v, "finished").decay == ""  # no decay model measured: nothing, not "None"
 
 
 def test_advise_measures_each_initialisation_once_across_calls(make_spec):
@@ -133,3 +134,5 @@ def test_advise_measures_each_initialisation_once_across_calls(make_spec):
     seen[next(iter(seen))] = (100.0, float("nan"))  # the cache is what a second call reads
     (second,) = advise([(spec, data)], torch.device("cpu"), seen)
     assert second.sharpness == 100.0 and second.lr == 0.005
+    seen[next(iter(seen))] = (0.5, float("nan"))  # a flat start (β₀ < 1) still sets the step from it
+    assert advise([(spec, data)], torch.device("cpu"), seen)[0].lr == 1.0
