@@ -8,6 +8,7 @@ each of which is itself a valid preset that reproduces that run alone.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import dataclasses
 import difflib
 import itertools
@@ -510,6 +511,8 @@ def sweep_of(raw: dict, where: str) -> tuple[tuple[str, tuple], ...]:
             if isinstance(value, dict):
                 walk(value, dotted + ".")
                 continue
+            if any(dotted == seen for seen, _ in pairs):
+                raise ConfigError(f"sweep.{dotted}", value, "is given twice (as a dotted key and as a quoted one)", where)
             if dotted in NOT_SWEPT:
                 raise ConfigError(f"sweep.{dotted}", value, f"cannot be swept{NOT_SWEPT[dotted]}", where)
             if dotted not in all_keys():
@@ -604,11 +607,11 @@ def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) ->
     raw.setdefault("name", path.stem)
     overrides = dict(overrides or {})
     for dotted, value in overrides.items():
-        if dotted.startswith("sweep."):  # --set sweep.optim.lr=[1e-3,5e-4]: one key of the sweep
+        if dotted.startswith("sweep."):  # --set sweep.optim.lr=[1e-3,5e-4]: one key of the sweep, replaced
             sweep = raw.setdefault("sweep", {})
             if not isinstance(sweep, dict):
                 raise ConfigError("sweep", sweep, "must be a table", "--set")
-            sweep[dotted[len("sweep."):]] = value  # read as a dotted key by sweep_of
+            set_dotted(sweep, dotted[len("sweep."):], value)  # nested, as TOML reads the preset's own
             continue
         if dotted.split(".")[0] not in TABLES and dotted not in TOP_LEVEL:
             raise unknown_key(dotted, value, "--set")
@@ -616,8 +619,8 @@ def load_spec(preset: str | Path, overrides: Mapping[str, Any] | None = None) ->
     try:
         return validate(raw, str(path))
     except ConfigError as exc:
-        if exc.key in overrides:  # blame the override, not the preset file
-            raise ConfigError(exc.key, exc.value, exc.allowed, "--set") from None
+        if exc.key in overrides or f"sweep.{exc.key}" in overrides or exc.key.removeprefix("sweep.") in overrides:
+            raise ConfigError(exc.key, exc.value, exc.allowed, "--set") from None  # blame the override, not the preset file
         raise
 
 
@@ -650,15 +653,21 @@ class Plan:
                             raw["model"][KINDS[preset.model.kind].width_key.split(".", 1)[1]] = width
                         raw["train"]["seeds"] = [seed]
                         run = validate(raw)
-                        label = (entry.get("label") if width is None else "") or default_label(run)
+                        if entry.get("label"):  # the entry's own label, and the width it runs at
+                            label = entry["label"] + ("" if width is None else f" {KINDS[run.model.kind].label(run.model)}")
+                        else:
+                            label = default_label(run)
                         label += sweep_label(run, point, label)
                         runs.append(dataclasses.replace(run, label=label + (f" seed={seed}" if several_seeds else "")))
-        labels = [r.label for r in runs]
-        for label in labels:
-            if labels.count(label) > 1:  # two runs the records, tables and figures could not tell apart
-                raise ConfigError("label", label, f"is the label of {labels.count(label)} runs of the plan: they differ in nothing "
+        counts = Counter(r.label for r in runs)
+        for label, count in counts.items():
+            if count > 1:  # two runs the records, tables and figures could not tell apart
+                raise ConfigError("label", label, f"is the label of {count} runs of the plan: they differ in nothing "
                                   "their labels show (with optim.lr_scale, optim.lr is not used); give each [[runs]] entry a "
                                   "label, or remove the duplicate", preset.name)
+            if not LABEL.check(label):  # a sweep over many keys, or over text: the records would refuse it
+                raise ConfigError("label", label, LABEL.allowed + "; sweep fewer keys, or give [[runs]] entries labels",
+                                  preset.name)
         return cls(preset, tuple(runs))
 
     def resumed(self, name: str, label: str) -> "Plan":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from engine.analysis import INSIDE, OUTSIDE, UNSTABLE, step_class
 from engine.judge import width_of
-from engine.verdicts import left_local_regime
+from engine.verdicts import LOCAL, left_local_regime
 
 NAN = float("nan")
 CLASSES = (INSIDE, OUTSIDE, UNSTABLE)
@@ -45,6 +45,11 @@ class Cell:
         return step_class(self.eta_beta_max)
 
 
+def judged(verdicts: list[dict], state: str) -> bool:
+    """A finished run with every local-regime verdict (a run without probes has none of them)."""
+    return state == "finished" and set(LOCAL) <= {v.get("name") for v in verdicts}
+
+
 def number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else NAN
 
@@ -58,7 +63,7 @@ def cell_of(label: str, spec: dict, summary: dict, verdicts: list[dict], state: 
     rise, fall = number(summary.get("lambda_rise_pct")), number(summary.get("lambda_fall_pct"))
     change = -fall if fall > rise else rise  # the larger move, with its sign
     return Cell(
-        label, width_of(spec), scale, state, tuple(left_local_regime(verdicts)) if state == "finished" else None,
+        label, width_of(spec), scale, state, tuple(left_local_regime(verdicts)) if judged(verdicts, state) else None,
         number(summary.get("kernel_change_rel_max")), change, str(summary.get("decay_model", "")), number(summary.get("eta_beta_max")),
         asked,
     )
@@ -94,5 +99,7 @@ class EdgeMap:
 
 
 def edge_map(entries: list[tuple[str, dict, dict, list[dict], str]]) -> EdgeMap:
-    """entries: (label, spec, summary, verdicts, state) per run."""
-    return EdgeMap([cell_of(*entry) for entry in entries])
+    """entries: (label, spec, summary, verdicts, state) per run; the runs whose step was set
+    against β₀ (optim.lr_scale) make the map, the others are left out of it."""
+    cells = [cell_of(*entry) for entry in entries]
+    return EdgeMap([c for c in cells if c.asked] if any(c.asked for c in cells) else cells)

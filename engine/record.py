@@ -347,6 +347,8 @@ class RecordWriter:
         resumed_at = record.environment["started"]
         record.environment["started"] = before.environment.get("started", resumed_at)
         record.environment["resumed"] = before.environment.get("resumed", []) + [resumed_at]
+        if "beta_0" in before.environment:  # the β₀ its step was set from (optim.lr_scale), measured at its start
+            record.environment["beta_0"] = before.environment["beta_0"]
         if before.status.get("notes"):
             record.status["notes"] = list(before.status["notes"])
         record.annotations = [a for a in before.annotations if a["epoch"] < record.status["epochs_done"]]

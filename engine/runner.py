@@ -201,6 +201,13 @@ class Runner:
             data = self._data_of(run)
             footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "",
                                    (tuple(data.x.shape[1:]), data.k))
+        if self._resume is None:  # β₀ of each run whose step is set against it: a failure here is before any run
+            for run, device in zip(self.runs, self._devices):
+                if run.optim.lr_scale > 0:
+                    (advice,) = advise([(run, self._data_of(run))], device, self._sharpness)
+                    if not advice.sharpness > 0:
+                        raise LplrError(f"{run.label}: optim.lr_scale = {run.optim.lr_scale:g} needs β₀ = λ_max(∇²L) > 0 at θ_0; "
+                                        f"it measured {advice.sharpness:g}: give optim.lr instead")
         if self._resume is not None and 0 not in self._locks:
             self._lock_resumed()
 
@@ -371,9 +378,7 @@ class Runner:
         data = self._data_of(spec).to(device)
         found = {}
         if spec.optim.lr_scale > 0 and self._resume is None:  # η = scale/β₀ (a resumed run's spec has its η already)
-            (advice,) = advise([(spec, data)], device, self._sharpness)
-            if not advice.sharpness > 0:
-                raise LplrError(f"{spec.label}: optim.lr_scale needs β₀ = λ_max(∇²L) > 0 at θ_0; it measured {advice.sharpness:g}")
+            (advice,) = advise([(spec, data)], device, self._sharpness)  # measured at preflight: from the cache
             spec = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, lr=advice.lr))
             found = {"beta_0": advice.sharpness}
         model = build_model(spec, data.k)

@@ -168,7 +168,7 @@ class Advice:
         below heavy ball's edge, else unstable."""
         if self.momentum and math.isfinite(self.lr * self.sharpness):
             return UNSTABLE if self.unstable else OUTSIDE
-        return step_class(self.lr * self.sharpness)
+        return step_class(round(self.lr * self.sharpness, 12))  # η = scale/β₀ gives η·β₀ = 2 within rounding
 
 
 def advise(runs: list[tuple], device: torch.device, seen: dict | None = None) -> list[Advice]:

@@ -416,7 +416,7 @@ def draw_map(edge, size: tuple[float, float] | None = None):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    colours = {"local": "#56B4E9", "left": "#D55E00", "none": "0.85"}
+    colours = {"local": "#56B4E9", "left": "#D55E00", "mixed": "#E69F00", "none": "0.85"}
     columns, rows = len(edge.scales), len(edge.widths)
     size = size or (COLUMN_WIDTH, 0.45 * rows + 1.3)
     with matplotlib.rc_context(STYLE):
@@ -428,11 +428,15 @@ def draw_map(edge, size: tuple[float, float] | None = None):
                 cells = edge.at(width, scale)
                 if not cells:
                     continue
-                c = cells[0]
-                state = "none" if c.left is None else "left" if c.left else "local"
+                c, judged = cells[0], [c for c in cells if c.left is not None]
+                stayed = sum(not c.left for c in judged)
+                state = "none" if not judged else "local" if stayed == len(judged) else "left" if not stayed else "mixed"
                 ax.add_patch(matplotlib.patches.Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colours[state], edgecolor="white",
                                                           gid=f"{width}:{scale:g}:{state}"))
-                words = f"K {c.kernel_change:.2g}\nλ {c.lambda_change:+.0f}%" if math.isfinite(c.kernel_change) else c.state
+                if len(cells) > 1:  # seeds (or plans) in one cell: how many stayed
+                    words = f"{stayed}/{len(judged)} local" if judged else f"{len(cells)} runs"
+                else:
+                    words = f"K {c.kernel_change:.2g}\nλ {c.lambda_change:+.0f}%" if math.isfinite(c.kernel_change) else c.state
                 ax.text(x, y, words, ha="center", va="center", fontsize=5, color="white" if state == "left" else "black")
         # the advisor's lines: after the last column inside the theorem (≤ 1) and the last stable one (< 2)
         ends = {sum(s <= 1.0 for s in edge.scales), sum(s < 2.0 for s in edge.scales)}
@@ -446,8 +450,8 @@ def draw_map(edge, size: tuple[float, float] | None = None):
         ax.set_ylabel("width $m$")
         ax.set_title("where the local regime ends", loc="left")
         handles = [Patch(facecolor=colours["local"], label="stayed local"), Patch(facecolor=colours["left"], label="left"),
-                   Patch(facecolor=colours["none"], label="not finished")]
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+                   Patch(facecolor=colours["mixed"], label="some left"), Patch(facecolor=colours["none"], label="not judged")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
     return fig
 
 

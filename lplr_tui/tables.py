@@ -365,7 +365,9 @@ def edge_cell(cells: list) -> Text:
     if not cells:
         return Text("")
     out = Text()
-    for c in cells:
+    for i, c in enumerate(cells):  # several runs in one cell (seeds, or plans): each, under its label
+        if len(cells) > 1:
+            out.append(("\n\n" if i else "") + c.label + "\n", style="dim")
         if c.left is None:
             out.append(f"… {c.state}", style="dim")
         elif c.left:

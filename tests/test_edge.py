@@ -136,3 +136,18 @@ def test_advise_measures_each_initialisation_once_across_calls(make_spec):
     assert second.sharpness == 100.0 and second.lr == 0.005
     seen[next(iter(seen))] = (0.5, float("nan"))  # a flat start (β₀ < 1) still sets the step from it
     assert advise([(spec, data)], torch.device("cpu"), seen)[0].lr == 1.0
+
+
+def test_a_run_without_the_local_regime_verdicts_is_not_judged_and_seeds_share_a_cell():
+    from lplr_tui import figures
+    from lplr_tui.tables import edge_cell
+
+    label, spec, summary, _, state = entry(128, 0.5)
+    assert cell_of(label, spec, summary, [{"name": "stays_lazy", "passed": True}], state).left is None  # probes off: no drift verdict
+    edge = edge_map([entry(128, 0.5), entry(128, 0.5, ("stays_lazy",)), entry(256, 0.5), entry(128, 3.0), entry(256, 3.0)])
+    assert len(edge.at(128, 0.5)) == 2 and edge.tally()[INSIDE] == (2, 3)
+    text = edge_cell(edge.at(128, 0.5)).plain
+    assert text.count("m=128 η·β₀=0.5") == 2 and "✓ local" in text and "✗ not lazy" in text
+    fig = figures.draw_map(edge)
+    assert "128:0.5:mixed" in [p.get_gid() for p in fig.axes[0].patches]
+    assert "1/2 local" in [t.get_text() for t in fig.axes[0].texts]

@@ -53,7 +53,7 @@ def test_a_sweep_reads_as_toml_writes_it_and_round_trips():
     ({"optim.lr": [1e-3, 1e-3]}, "must list each value once"),
     ({"train.seeds": [0, 1]}, "sweep.train.seeds = [0, 1]: cannot be swept (a plan over seeds: train.seeds = [0, 1, 2])"),
     ({"model.widths": [1, 2]}, "cannot be swept (give model.widths = [...] instead)"),
-    ({"optim.lr": [1e-3, -1.0]}, "[sweep]: optim.lr = -1.0: must be > 0"),
+    ({"optim.lr": [1e-3, -1.0]}, "--set: optim.lr = -1.0: must be > 0"),  # blamed on the override that swept it
     ({"data.n_train": [1000, 50]}, "[sweep]: probes.ntk_subset = 100: must be <= data.n_train (50)"),
 ])
 def test_a_bad_sweep_names_the_key_the_value_and_what_is_allowed(sweep, says):
@@ -99,3 +99,41 @@ def test_without_lr_scale_the_step_is_optim_lr(tmp_path):
     runner.preflight()
     (advice,) = runner.advise()
     assert advice.lr == 2e-3 and math.isfinite(advice.sharpness)
+
+
+def test_set_replaces_a_key_the_preset_sweeps_already():
+    spec = engine.load_spec("edge", {"sweep.optim.lr_scale": [1.0], "model.widths": [128, 256]})
+    assert spec.sweep == (("optim.lr_scale", (1.0,)),)
+    assert [r.label for r in Plan.of(spec).runs] == ["m=128 η·β₀=1", "m=256 η·β₀=1"]
+
+
+def test_a_key_swept_twice_and_labels_the_records_would_refuse_are_refused():
+    raw = {"name": "s", "sweep": {"optim": {"lr": [1e-3]}, "optim.lr": [2e-3]}}
+    with pytest.raises(ConfigError, match="sweep.optim.lr = \\[0.002\\]: is given twice"):
+        validate(raw)
+    many = {f"sweep.{k}": v for k, v in {"optim.momentum": [0.0], "optim.schedule": ["constant"], "train.diverge_factor": [1e6],
+                                          "train.checkpoint_every": [500], "probes.ntk_seed": [0], "analysis.stable_from": [0.1],
+                                          "record.write_interval": [5.0]}.items()}
+    with pytest.raises(ConfigError, match="must be 1-80 characters"):
+        Plan.of(engine.load_spec("mnist", many))
+
+
+def test_a_runs_entry_keeps_its_label_at_each_width():
+    raw = {"name": "s", "model": {"widths": [16, 32]}, "runs": [{"label": "plain"}, {"label": "mom", "optim": {"momentum": 0.5}}]}
+    assert [r.label for r in Plan.of(validate(raw)).runs] == ["plain m=16", "plain m=32", "mom m=16", "mom m=32"]
+
+
+def test_a_resumed_lr_scale_run_keeps_its_step_and_its_beta_0(make_spec, tmp_path):
+    from test_untrusted import cancelled_at
+
+    spec = engine.load_spec("mnist", {**TINY, "train.epochs": 40, "train.checkpoint_every": 5, "optim.lr_scale": 0.5})
+    run_dir = cancelled_at(spec, tmp_path, 12)
+    before = read_record(run_dir)
+    runner = engine.Runner.resume(run_dir)
+    runner.preflight()
+    runner.start()
+    list(runner.iter_events())
+    runner.join()
+    after = read_record(run_dir)
+    assert after.state == "finished" and after.spec["optim"]["lr"] == before.spec["optim"]["lr"]
+    assert after.environment["beta_0"] == before.environment["beta_0"] > 0

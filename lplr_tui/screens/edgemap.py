@@ -40,9 +40,12 @@ class EdgeMapScreen(Screen):
             return
         self.drawn_version = self.plan.version
         edge = edge_of_runs(self.plan.runs)
-        if not edge.is_a_map:
-            self.drawn = Text("no map: this plan is not a sweep of optim.lr_scale over two widths or more (the edge preset "
-                              "is one); the map fills in as its runs start")
+        started = sum(r.spec is not None for r in self.plan.runs)
+        if not edge.is_a_map and started < len(self.plan.runs):
+            self.drawn = Text(f"the map fills in as the runs start: {started} of {len(self.plan.runs)} have, and a map needs two "
+                              "widths at two steps set against β₀ (optim.lr_scale)")
+        elif not edge.is_a_map:
+            self.drawn = Text("no map: this plan is not a sweep of optim.lr_scale over two widths or more (the edge preset is one)")
         else:
             title = f"{self.plan.name}: where the local regime ends (width × η·β₀)"
             self.drawn = Group(edge_table(title, edge), *(Text(line) for line in edge_notes(edge)))
