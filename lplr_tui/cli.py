@@ -427,7 +427,7 @@ def plot(
         from lplr_tui import figures
         from lplr_tui.tables import edge_of
 
-        target = out_path or figures.default_path(records, False).with_name(figures.default_path(records, False).name.replace("-figure", "-map"))
+        target = out_path or figures.default_path(records, False, what="map")
         figures.write_map(edge_of(records), target, inches if size else None)
         out.print(f"map: {target} ({target.stat().st_size / 1024:.0f} KB)", markup=False, soft_wrap=True)
         return

@@ -392,8 +392,8 @@ def write(runs: list[FigureRun], out: Path, panels: tuple[str, ...], size: tuple
     return out
 
 
-def default_path(records: list, theory: bool, suffix: str = ".pdf") -> Path:
-    """<time>-<plan>-figure[-theory].pdf beside the run directories (of the first run; "compare"
+def default_path(records: list, theory: bool, suffix: str = ".pdf", what: str = "figure") -> Path:
+    """<time>-<plan>-<what>[-theory].pdf beside the run directories (of the first run; "compare"
     when the runs come from several plans)."""
     import time
 
@@ -402,7 +402,7 @@ def default_path(records: list, theory: bool, suffix: str = ".pdf") -> Path:
     plans = {str(r.run.get("plan", "")) for r in records}
     name = plans.pop() if len(plans) == 1 else "compare"
     where = records[0].path.parent.parent if records and records[0].path is not None else Path(".")
-    return where / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(name or 'runs')}-figure{'-theory' if theory else ''}{suffix}"
+    return where / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(name or 'runs')}-{what}{'-theory' if theory else ''}{suffix}"
 
 
 # ---------------------------------------------------------------- the edge map
