@@ -504,26 +504,18 @@ def sweep_of(raw: dict, where: str) -> tuple[tuple[str, tuple], ...]:
     if not isinstance(table, dict):
         raise ConfigError("sweep", table, "must be a table of keys and lists of values, e.g. [sweep] optim.lr = [1e-3, 5e-4]", where)
     pairs: list[tuple[str, tuple]] = []
-
-    def walk(node: dict, prefix: str) -> None:
-        for name, value in node.items():
-            dotted = f"{prefix}{name}"
-            if isinstance(value, dict):
-                walk(value, dotted + ".")
-                continue
-            if any(dotted == seen for seen, _ in pairs):
-                raise ConfigError(f"sweep.{dotted}", value, "is given twice (as a dotted key and as a quoted one)", where)
-            if dotted in NOT_SWEPT:
-                raise ConfigError(f"sweep.{dotted}", value, f"cannot be swept{NOT_SWEPT[dotted]}", where)
-            if dotted not in all_keys():
-                raise unknown_key(dotted, value, f"{where} [sweep]".strip())
-            if not isinstance(value, list) or not value:
-                raise ConfigError(f"sweep.{dotted}", value, "must be a non-empty list of the values to try", where)
-            if len({repr(v) for v in value}) != len(value):
-                raise ConfigError(f"sweep.{dotted}", value, "must list each value once", where)
-            pairs.append((dotted, tuple(value)))
-
-    walk(table, "")
+    for dotted, value in flat_items(table):
+        if any(dotted == seen for seen, _ in pairs):
+            raise ConfigError(f"sweep.{dotted}", value, "is given twice (as a dotted key and as a quoted one)", where)
+        if dotted in NOT_SWEPT:
+            raise ConfigError(f"sweep.{dotted}", value, f"cannot be swept{NOT_SWEPT[dotted]}", where)
+        if dotted not in all_keys():
+            raise unknown_key(dotted, value, f"{where} [sweep]".strip())
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"sweep.{dotted}", value, "must be a non-empty list of the values to try", where)
+        if len({repr(v) for v in value}) != len(value):
+            raise ConfigError(f"sweep.{dotted}", value, "must list each value once", where)
+        pairs.append((dotted, tuple(value)))
     return tuple(pairs)
 
 

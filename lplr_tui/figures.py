@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.analysis import L_STAR_VIEWS, band, figure_series
+from engine.analysis import INSIDE, L_STAR_VIEWS, OUTSIDE, band, figure_series, step_class
 from engine.errors import LplrError, show_value
 from engine.trajectory import Trajectory
 
@@ -438,8 +438,9 @@ def draw_map(edge, size: tuple[float, float] | None = None):
                 else:
                     words = f"K {c.kernel_change:.2g}\nλ {c.lambda_change:+.0f}%" if math.isfinite(c.kernel_change) else c.state
                 ax.text(x, y, words, ha="center", va="center", fontsize=5, color="white" if state == "left" else "black")
-        # the advisor's lines: after the last column inside the theorem (≤ 1) and the last stable one (< 2)
-        ends = {sum(s <= 1.0 for s in edge.scales), sum(s < 2.0 for s in edge.scales)}
+        # the advisor's lines, by the engine's classes: after the last column inside the theorem, and the last stable one
+        classes = [step_class(s) for s in edge.scales]
+        ends = {classes.count(INSIDE), classes.count(INSIDE) + classes.count(OUTSIDE)}
         for end in sorted(e for e in ends if 0 < e < columns):
             ax.axvline(end - 0.5, color="0.2", linestyle="--", linewidth=0.8)
         ax.set_xlim(-0.5, columns - 0.5)
