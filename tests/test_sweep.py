@@ -137,3 +137,15 @@ def test_a_resumed_lr_scale_run_keeps_its_step_and_its_beta_0(make_spec, tmp_pat
     after = read_record(run_dir)
     assert after.state == "finished" and after.spec["optim"]["lr"] == before.spec["optim"]["lr"]
     assert after.environment["beta_0"] == before.environment["beta_0"] > 0
+
+
+def test_a_step_set_against_a_non_positive_beta_0_is_refused_at_preflight(monkeypatch):
+    """β₀ ≤ 0 (a start at a saddle or a maximum) gives no step: refused before any run starts."""
+    import engine.runner
+    from engine.theory import Advice
+
+    monkeypatch.setattr(engine.runner, "advise", lambda runs, device, seen=None: [Advice(r.label, float("nan"), 0.0, float("nan")) for r, _ in runs])
+    runner = engine.Runner(engine.load_spec("mnist", {**TINY, "optim.lr_scale": 0.5}))
+    with pytest.raises(engine.LplrError, match="optim.lr_scale = 0.5 needs β₀ = λ_max\\(∇²L\\) > 0 at θ_0; it measured 0: give optim.lr instead"):
+        runner.preflight()
+    engine.Runner(engine.load_spec("mnist", TINY)).preflight()  # without lr_scale, β₀ is not asked for
