@@ -70,6 +70,7 @@ DEVICE = Rule(
 NON_EMPTY = Rule(lambda v: len(v) > 0, "must be a non-empty list of integers")
 MAX_WIDTH = 1_048_576
 MAX_EPOCHS = 100_000_000
+MAX_JOBS = 256  # runs at once: processes of one machine, or Ray tasks
 MAX_INPUTS = 10_000_000
 CLASSES = Rule(
     lambda v: len(set(map(str, v))) == len(v) and len(v) != 1 and all(isinstance(c, str) or c >= 0 for c in v),
@@ -132,6 +133,9 @@ class TrainSpec:
     diverge_factor: float = key(1e6, above(1), "loss above this multiple of the first loss: diverged")
     checkpoint_every: int = key(500, between(0, MAX_EPOCHS), "epochs between checkpoints (0: only when interrupted)")
     tf32: bool = key(False, doc="CUDA: let float32 matmuls and convolutions use TF32 (faster, ~1e-3 relative)")
+    jobs: int = key(1, between(1, MAX_JOBS), "runs of the plan at once, each in a process of its own (--jobs overrides it); plan-wide")
+    threads: int = key(0, between(0, 1024), "CPU threads of a run (0: every core, or the cores split between --jobs); "
+                       "CPU results are bit for bit the same only at the same thread count")
 
 
 @dataclass(frozen=True)

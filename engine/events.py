@@ -26,6 +26,7 @@ class PlanStarted:
     epochs: tuple[int, ...]
     worker: dict = field(default_factory=dict)  # host, pid, process_start of the process that runs it
     started: str = ""  # ISO time, the worker's clock
+    jobs: int = 1  # runs at once: above 1, its runs' events interleave, each run in a worker of its own
 
 
 @dataclass(frozen=True)

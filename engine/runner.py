@@ -39,7 +39,7 @@ from engine.lock import RunLock, check_owner
 from engine.models import build_model, count_params
 from engine.record import Record, RecordWriter, check_writable, claim, new_plan_id, new_run_dir, read_current
 from engine.annotations import Annotator
-from engine.theory import advise
+from engine.theory import advise, init_key
 from engine.judge import judge, judge_plan, plan_entry
 from engine.train import Outcome, step_size, train
 from engine.trajectory import Trajectory
@@ -126,6 +126,33 @@ class Runner:
         self._locks_guard = threading.Lock()  # the runner thread and a stopping main thread both release
         self._cancel_reason = ""
         self.said: list[str] = []  # what the user should read before the run (a lock taken over)
+        # A worker of a plan that runs its runs at once (engine.fanout) runs one of them: `only`,
+        # in the directory, on the device and with the CPU threads the plan gave it
+        self.only: int | None = None
+        self._placed: tuple[Path, str] | None = None
+        self.threads = 0  # the plan's share of the cores per run, where train.threads is 0 (0: every core)
+        self._default_threads = torch.get_num_threads()
+
+    def place(self, index: int, run_dir: Path, device: str, threads: int, beta_0: float = 0.0) -> None:
+        """Make this runner a worker that runs the plan's run `index` alone, in `run_dir` (made
+        by the plan), on `device`, with `threads` CPU threads; `beta_0` is the β₀ the plan
+        measured for it (0: none), so its step is the one a serial run would take."""
+        self.only, self._placed, self.threads = index, (Path(run_dir), device), threads
+        if beta_0 > 0:
+            self._sharpness[init_key(self.runs[index])] = (beta_0, float("nan"))
+
+    @property
+    def todo(self) -> list[int]:
+        """The indices of the runs this runner runs."""
+        return [self.only] if self.only is not None else list(range(len(self.runs)))
+
+    def threads_of(self, run: Spec) -> int:
+        """The CPU threads a run computes with: train.threads, else the plan's share of the cores
+        (a plan that runs several at once), else every core (torch's default in this process)."""
+        return run.train.threads or self.threads or self._default_threads
+
+    def use_threads(self, run: Spec) -> None:
+        torch.set_num_threads(self.threads_of(run))
 
     @property
     def plan_log(self) -> Path | None:
@@ -191,19 +218,23 @@ class Runner:
 
     def preflight(self) -> None:
         """Everything that can fail on bad input, before any run starts."""
-        self._devices = [resolve_device(run.train.device) for run in self.runs]
+        placed = self._placed[1] if self._placed else ""
+        self._devices = [resolve_device(placed or run.train.device) if i in self.todo else torch.device("cpu")
+                         for i, run in enumerate(self.runs)]
+        todo = [(self.runs[i], self._devices[i]) for i in self.todo]
         if self.results_dir is not None:
             check_writable(self.results_dir)
-        for run in self.runs:  # first: an ImageFolder tree's image size and class count size the model
+        for run, _ in todo:  # first: an ImageFolder tree's image size and class count size the model
             if self._data_key(run) not in self._data:
                 self._data[self._data_key(run)] = load_data(run.data, run.model.kind)
-        for run, device in zip(self.runs, self._devices):
+        for run, device in todo:
             data = self._data_of(run)
             footprint.check_memory(run, device, footprint.free_bytes(device), run.label if len(self.runs) > 1 else "",
                                    (tuple(data.x.shape[1:]), data.k))
         if self._resume is None:  # β₀ of each run whose step is set against it: a failure here is before any run
-            for run, device in zip(self.runs, self._devices):
+            for run, device in todo:
                 if run.optim.lr_scale > 0:
+                    self.use_threads(run)  # measured as the run will compute: the same β₀, bit for bit
                     (advice,) = advise([(run, self._data_of(run))], device, self._sharpness)
                     if not advice.sharpness > 0:
                         raise LplrError(f"{run.label}: optim.lr_scale = {run.optim.lr_scale:g} needs β₀ = λ_max(∇²L) > 0 at θ_0; "
@@ -254,6 +285,12 @@ class Runner:
         if said:
             self.said.append(f"{run_dir}: {said}")
 
+    def advise_run(self, index: int):
+        """The step-size advice for run `index` (after preflight: β₀ comes from its cache)."""
+        run = self.runs[index]
+        (advice,) = advise([(run, self._data_of(run))], self._devices[index], self._sharpness)
+        return advice
+
     def advise(self) -> list:
         """The step-size advice for every run of the plan (after preflight)."""
         pairs = [(run, self._data_of(run)) for run in self.runs]
@@ -262,7 +299,9 @@ class Runner:
     def start(self) -> None:
         if not self._devices:
             self.preflight()
-        if self.results_dir is not None:
+        if self.results_dir is not None and self.only is not None:  # a worker: the plan keeps the plan's log
+            self.log = EventLog(None)
+        elif self.results_dir is not None:
             self.plan_id = self.plan_id or new_plan_id(self.results_dir, self.plan.name)
             claim(self.plan_log)
             self.log = EventLog(self.plan_log)
@@ -288,15 +327,7 @@ class Runner:
         return self._thread.is_alive()
 
     def iter_events(self, poll: float = 0.1) -> Iterator[object]:
-        """Events until PlanFinished; wakes every `poll` s so Ctrl-C reaches the caller."""
-        while True:
-            try:
-                event = self.events.get(timeout=poll)
-            except queue.Empty:
-                continue
-            yield event
-            if isinstance(event, PlanFinished):
-                return
+        return events_until_end(self.events, poll)
 
     @property
     def record_paths(self) -> list[Path]:
@@ -337,11 +368,11 @@ class Runner:
             self._emit(PlanStarted(
                 self.plan.name, tuple(r.label for r in self.runs), tuple(r.train.epochs for r in self.runs), worker_fields(), now()
             ))
-            for index, run in enumerate(self.runs):
+            for index in self.todo:
                 if self.cancelled:
                     break
-                self._run_one(index, run)
-            verdicts = tuple(judge_plan(self._finished, self.spec.to_dict()))
+                self._run_one(index, self.runs[index])
+            verdicts = tuple(judge_plan(self._finished, self.spec.to_dict())) if self.only is None else ()
             final = PlanFinished(FINISHED, verdicts=verdicts)
             if self.cancelled:
                 final = PlanFinished(INTERRUPTED, self._cancel_reason, verdicts)
@@ -362,7 +393,7 @@ class Runner:
                         self.log.close()
             except BaseException:
                 pass
-            if self.stop_file is not None:
+            if self.stop_file is not None and self.only is None:  # a worker leaves the plan's request to the plan
                 try:
                     self.stop_file.unlink(missing_ok=True)
                 except OSError:
@@ -372,6 +403,7 @@ class Runner:
 
     def _run_one(self, index: int, spec: Spec) -> None:
         device = self._devices[index]
+        self.use_threads(spec)
         if device.type == "cuda":  # exact float32 unless the preset accepts TF32's rounding
             torch.backends.cuda.matmul.allow_tf32 = spec.train.tf32
             torch.backends.cudnn.allow_tf32 = spec.train.tf32
@@ -389,7 +421,7 @@ class Runner:
         self._annotator = Annotator(index, spec.guide, lambda epoch: step_size(spec, epoch))
         self._index = index
         self._emit(RunStarted(
-            index, len(self.runs), spec.label, spec, params, {**environment(device, data), **found}, str(run_dir or ""),
+            index, len(self.runs), spec.label, spec, params, {**environment(device, data), "threads": torch.get_num_threads(), **found}, str(run_dir or ""),
             resumed_from=start.epoch, trajectory=prior.to_dict(), plan=self.plan.name,
             plan_log=str(self.plan_log or ""),
         ))
@@ -428,12 +460,27 @@ class Runner:
             start = self._start if self._start is not None else load_checkpoint(run_dir)
             model.load_state_dict(start.model)
             return start, record.trajectory.before(start.epoch), run_dir
-        run_dir = new_run_dir(self.results_dir, self.plan.name, index, spec.label) if self.results_dir else None
+        if self._placed:  # the directory the plan made for this worker
+            run_dir = self._placed[0]
+        else:
+            run_dir = new_run_dir(self.results_dir, self.plan.name, index, spec.label) if self.results_dir else None
         if run_dir is not None:
             lock, _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
             with self._locks_guard:
                 self._locks[index] = lock
         return Start(), Trajectory(), run_dir
+
+
+def events_until_end(events: queue.Queue, poll: float = 0.1) -> Iterator[object]:
+    """A plan's events until PlanFinished; wakes every `poll` s so Ctrl-C reaches the caller."""
+    while True:
+        try:
+            event = events.get(timeout=poll)
+        except queue.Empty:
+            continue
+        yield event
+        if isinstance(event, PlanFinished):
+            return
 
 
 def where(exc: BaseException) -> str:

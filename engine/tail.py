@@ -114,6 +114,7 @@ class Tail:
     epochs_done: int = 0
     run_dir: str = ""
     plan_log_of_run: str = ""  # a run followed alone: its plan's log, named in its RunStarted
+    jobs: int = 1  # the plan's runs at once (its PlanStarted): above 1, every placed run's log is read at each poll
 
     def __post_init__(self) -> None:
         self.target = Path(self.target)
@@ -162,7 +163,7 @@ class Tail:
                     if part.done and self.plan is not None:
                         break
                     out += self.from_run(part, event)
-            if not part.done and not ending:
+            if not part.done and not ending and self.jobs <= 1:
                 break  # the later runs have not started, or wait for this one's events
         if self.held is not None and not self.ended and (ending or all(part.done for part in self.runs)):
             out.append(self.held)
@@ -197,10 +198,11 @@ class Tail:
     def see(self, event: object) -> None:
         """What liveness needs: the worker, its newest heartbeat, the run in progress."""
         if isinstance(event, ev.PlanStarted):
-            self.worker = dict(event.worker)
+            self.worker, self.jobs = dict(event.worker), event.jobs
             self.heartbeat = unix_time(event.started)  # its start is its first sign of life
         elif isinstance(event, ev.RunStarted):
-            self.worker = liveness.worker_of(event.environment) or self.worker
+            if self.plan is None or self.jobs <= 1:  # with runs at once, the plan's process is the one to watch
+                self.worker = liveness.worker_of(event.environment) or self.worker
             self.run_dir, self.epochs_done, self.plan_log_of_run = event.run_dir, event.resumed_from, event.plan_log
             if self.plan is None:  # a resume is a new worker: its start is its first sign of life
                 self.heartbeat = unix_time(event.environment.get("started", ""))

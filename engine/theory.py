@@ -171,6 +171,11 @@ class Advice:
         return step_class(round(self.lr * self.sharpness, 12))  # η = scale/β₀ gives η·β₀ = 2 within rounding
 
 
+def init_key(run) -> tuple:
+    """What a run's initialisation (and so its β₀) depends on: its model, seed and data."""
+    return (repr(run.model), run.train.seeds[0], repr(run.data))
+
+
 def advise(runs: list[tuple], device: torch.device, seen: dict | None = None) -> list[Advice]:
     """Per (run spec, its training set): the largest stable step 2/λ_max(∇²L) at
     initialisation, and the run's step (optim.lr, or lr_scale/β₀ when optim.lr_scale is set).
@@ -181,7 +186,7 @@ def advise(runs: list[tuple], device: torch.device, seen: dict | None = None) ->
     seen = {} if seen is None else seen
     out = []
     for run, data in runs:
-        key = (repr(run.model), run.train.seeds[0], repr(run.data))
+        key = init_key(run)
         if key not in seen:
             data = data.to(device)
             model = build_model(run, data.k).to(device)

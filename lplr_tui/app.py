@@ -101,9 +101,9 @@ class LplrApp(App):
         """Start the plan: a detached worker (the app may quit, the plan goes on), or a runner
         in this process. Bad input raises here (in-process) or comes back as PlanFailed."""
         if not self.detach:
-            from engine.runner import Runner
+            from engine.fanout import make_runner
 
-            runner = Runner(spec, self.results_dir)
+            runner = make_runner(spec, self.results_dir)  # the preset's train.jobs runs at once
             runner.preflight()  # raises what the user must fix; the picker shows it
             runner.start()
             self.runner = runner

@@ -37,6 +37,7 @@ out = Console(highlight=False, emoji=False)
 if not out.is_terminal:  # logs: wide enough that tables keep every column
     out = Console(highlight=False, emoji=False, width=160)
 err = Console(stderr=True, highlight=False, emoji=False)
+LOCAL_RAY = "local"  # `--ray` with no address: a Ray instance of this machine's, started for the plan
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -149,6 +150,10 @@ def run(
     trust: bool = typer.Option(False, "--trust", help="with --resume: resume a run directory that another user owns"),
     detach: bool = typer.Option(False, "--detach", help="run in a session of its own, immune to the terminal's hang-up; output to a log in the results directory"),
     plan_id: Optional[str] = typer.Option(None, "--plan-id", hidden=True, help="the plan's file names (set by --detach)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at once, each in a process of its own, the CPU's cores split between them (default: the preset's train.jobs, 1)"),
+    devices: Optional[str] = typer.Option(None, "--devices", help='the devices the runs share, one per process: "cuda:0,cuda:1", or "auto" (every visible GPU)'),
+    ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value=LOCAL_RAY, metavar="[ADDRESS]",
+                                      help="each run as a Ray task: alone, a local Ray instance (localhost only); auto: the cluster RAY_ADDRESS names; or HOST:PORT. Needs pip install -e '.[ray]'"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
     from engine.record import read_record
@@ -159,11 +164,12 @@ def run(
         raise LplrError("--trust: only with --resume RUN_DIR (it allows resuming a directory another user owns)")
     if plan_id is not None and not PLAN_ID.fullmatch(plan_id):
         raise LplrError(f"--plan-id {printable(plan_id)[:80]!r}: must be letters, digits and . = _ - (it names the plan's files)")
+    fan = fan_options(jobs, devices, ray, resume)
     if detach:
-        start_detached(preset, overrides, results, data_dir, device, resume, trust)
+        start_detached(preset, overrides, results, data_dir, device, resume, trust, fan)
         return
     runner = resumed_runner(resume, preset, overrides, data_dir, device, trust, plan_id or "") if resume else new_runner(
-        preset, overrides, results, data_dir, device, plan_id or ""
+        preset, overrides, results, data_dir, device, plan_id or "", jobs, devices, ray
     )
     runner.preflight()
     if preset is not None:
@@ -209,10 +215,30 @@ def print_verdicts(records: list, plan: list) -> None:
             out.print("  " + line, markup=False)
 
 
-def new_runner(preset, overrides, results, data_dir, device, plan_id: str = "") -> "Runner":
-    from engine.runner import Runner
+def new_runner(preset, overrides, results, data_dir, device, plan_id: str = "", jobs=None, devices=None, ray=None) -> "Runner":
+    from engine.fanout import make_runner, parse_devices
 
-    return Runner(checked_spec(preset, overrides, data_dir, device), results, plan_id)
+    spec = checked_spec(preset, overrides, data_dir, device)
+    backend = None
+    if ray is not None:
+        from engine.ray_backend import RayTasks
+
+        backend = RayTasks.connect(ray, results)
+    return make_runner(spec, results, plan_id, jobs, parse_devices(devices) if devices is not None else None, backend)
+
+
+def fan_options(jobs, devices, ray, resume) -> list[str]:
+    """--jobs, --devices and --ray checked (as far as can be without torch), as arguments for a
+    detached worker."""
+    from engine.config import MAX_JOBS
+
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise LplrError(f"--jobs = {jobs}: must be between 1 and {MAX_JOBS}")
+    if resume is not None and (jobs is not None or devices is not None or ray is not None):
+        raise LplrError("--resume: continues one run in this process; give no --jobs, --devices or --ray")
+    args = ["--jobs", str(jobs)] if jobs is not None else []
+    args += ["--devices", devices] if devices is not None else []
+    return args + (["--ray", ray] if ray is not None else [])
 
 
 def checked_spec(preset, overrides, data_dir, device):
@@ -236,7 +262,7 @@ def check_resume_alone(preset, overrides, data_dir, device) -> None:
 PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,200}")
 
 
-def start_detached(preset, overrides, results, data_dir, device, resume, trust) -> None:
+def start_detached(preset, overrides, results, data_dir, device, resume, trust, fan: list[str] = ()) -> None:
     """Check what can be checked without the training stack, start the worker detached, wait
     for its preflight, and say where everything is."""
     from engine.lock import check_free, check_owner
@@ -258,6 +284,7 @@ def start_detached(preset, overrides, results, data_dir, device, resume, trust) 
         name = checked_spec(preset, overrides, data_dir, device).name
         args = ["--preset", preset, *[a for o in overrides for a in ("--set", o)], "--results", str(results)]
         args += (["--data-dir", data_dir] if data_dir is not None else []) + (["--device", device] if device is not None else [])
+        args += list(fan)
     check_writable(results)
     started = detach.spawn(args, results, new_plan_id(results, name))
     problem = detach.wait_started(started)

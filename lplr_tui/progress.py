@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
@@ -67,18 +68,24 @@ class BarDisplay:
             self.progress.stop_task(task)
 
 
+@dataclass
+class RunLine:
+    """What the lines say of one run: several are live at once in a plan run with --jobs."""
+
+    label: str
+    total: int
+    started: float
+    last_line: float
+    lam: float | None = None
+
+
 class LineDisplay:
-    """A line per run start and end, and one every `every` seconds in between."""
+    """A line per run start and end, and one every `every` seconds in between, per run."""
 
     def __init__(self, console: Console, every: float = 10.0):
         self.console = console
         self.every = every
-        self.started = 0.0
-        self.last_line = 0.0
-        self.label = ""
-        self.total = 0
-        self.lam: float | None = None
-        self.started_at = ""
+        self.runs: dict[int, RunLine] = {}
 
     def __enter__(self) -> "LineDisplay":
         return self
@@ -91,41 +98,43 @@ class LineDisplay:
         self.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def handle(self, event: object) -> None:
+        run = self.runs.get(getattr(event, "run", -1))
         if isinstance(event, PlanStarted):
-            self.say(f"plan {event.name}: {len(event.labels)} run(s)")
+            at_once = f", {event.jobs} at once" if event.jobs > 1 else ""
+            self.say(f"plan {event.name}: {len(event.labels)} run(s){at_once}")
         elif isinstance(event, RunStarted):
-            self.last_line = time.monotonic()
-            self.started_at = event.environment.get("started", "")
-            self.started = unix_time(self.started_at) or time.time()  # the worker's start: right in a watch too
-            self.label, self.total, self.lam = f"run {event.run + 1}/{event.of} {event.label}", event.spec.train.epochs, None
+            started = unix_time(event.environment.get("started", "")) or time.time()  # the worker's start: right in a watch too
+            run = self.runs[event.run] = RunLine(f"run {event.run + 1}/{event.of} {event.label}", event.spec.train.epochs, started, time.monotonic())
             where = f", record in {event.run_dir}" if event.run_dir else ""
-            self.say(f"{self.label}: started on {event.environment.get('device', '?')} ({event.params:,} parameters{where})")
+            self.say(f"{run.label}: started on {event.environment.get('device', '?')} ({event.params:,} parameters{where})")
             if event.environment.get("data_detail") and event.resumed_from == 0:
                 self.say(f"  data: {event.environment['data_detail']}")
-        elif isinstance(event, ProbeMeasured):
-            self.lam = event.values.get("ntk_lambda_min")
-        elif isinstance(event, EpochMeasured):
+        elif isinstance(event, ProbeMeasured) and run is not None:
+            run.lam = event.values.get("ntk_lambda_min")
+        elif isinstance(event, EpochMeasured) and run is not None:
             now = time.monotonic()
-            if now - self.last_line >= self.every:
-                self.last_line = now
-                self.say(self.line(event, time.time() - self.started))
+            if now - run.last_line >= self.every:
+                run.last_line = now
+                self.say(self.line(run, event, time.time() - run.started))
         elif isinstance(event, RunFinished):
+            label = run.label if run is not None else f"run {event.run + 1}"
             end = unix_time(event.finished) or time.time()
-            elapsed = clock(end - self.started)
+            elapsed = clock(end - run.started) if run is not None else "?"
             extra = f": {event.reason}" if event.reason else ""
-            self.say(f"{self.label}: {event.state} after {event.epochs_done} epochs in {elapsed}{extra}")
+            self.say(f"{label}: {event.state} after {event.epochs_done} epochs in {elapsed}{extra}")
         elif isinstance(event, PlanFinished):
             self.say(f"plan {event.state}" + (f": {event.reason}" if event.reason else ""))
         elif isinstance(event, Lost):
             where = f"; `lplr-tui run --resume {event.run_dir}` continues it" if event.run_dir else ""
             self.say(f"lost at epoch {event.epochs_done}: {event.reason}{where}")
 
-    def line(self, event: EpochMeasured, elapsed: float) -> str:
+    @staticmethod
+    def line(run: RunLine, event: EpochMeasured, elapsed: float) -> str:
         done = max(event.epoch, 1)
-        eta = elapsed / done * (self.total - event.epoch)
+        eta = elapsed / done * (run.total - event.epoch)
         return (
-            f"{self.label}: epoch {event.epoch}/{self.total}  loss {num(event.loss)}  "
-            f"λ_min {num(self.lam)}  elapsed {clock(elapsed)}  ETA {clock(eta)}"
+            f"{run.label}: epoch {event.epoch}/{run.total}  loss {num(event.loss)}  "
+            f"λ_min {num(run.lam)}  elapsed {clock(elapsed)}  ETA {clock(eta)}"
         )
 
 
