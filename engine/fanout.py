@@ -99,6 +99,9 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def device_for(self, spec_device: str) -> str:
+        """The device of a worker whose run asks for `spec_device` ("": as the plan's preflight resolved it)."""
+
 
 class Processes:
     """Workers as processes of this machine, each in a session of its own (the plan relays a
@@ -142,6 +145,9 @@ class Processes:
 
     def close(self) -> None:
         pass
+
+    def device_for(self, spec_device: str) -> str:
+        return ""
 
 
 @dataclass
@@ -358,9 +364,9 @@ class FanOut:
     def _launch(self, index: int) -> None:
         run = self.runs[index]
         run_dir = new_run_dir(self.results_dir, self.plan.name, index, run.label)
-        device = self._share.take() if self._share else str(self.inner._devices[index])
+        device = self._share.take() if self._share else self.backend.device_for(run.train.device) or str(self.inner._devices[index])
         beta_0 = self.inner.advise_run(index).sharpness if run.optim.lr_scale > 0 else 0.0  # measured at preflight
-        job = Job(self.spec.to_dict(), index, str(self.results_dir), self.plan_id, str(run_dir), device,
+        job = Job(self.spec.to_dict(), index, str(self.results_dir.resolve()), self.plan_id, str(run_dir.resolve()), device,
                   self.inner.threads_of(run), beta_0)
         self._placed[index] = run_dir
         self._plan_event(ev.RunPlaced(index, str(run_dir), 0))
@@ -402,8 +408,11 @@ class FanOut:
         so, with everything measured up to then."""
         from engine.runner import now
 
-        said = last_error(worker.run_dir / WORKER_LOG)
-        reason = f"its worker process died ({how}) at epoch {worker.epoch}" + (f": {said}" if said else "")
+        said = last_error(worker.run_dir / WORKER_LOG)  # a local process's error line or traceback (a Ray task's is in `how`)
+        if worker.spec is None:
+            reason = f"its worker ended before the run started ({how})" + (f": {said}" if said else "")
+        else:
+            reason = f"its worker died ({how}) at epoch {worker.epoch}" + (f": {said}" if said else "")
         if (worker.run_dir / CHECKPOINT_NAME).is_file():
             reason += f"; `lplr-tui run --resume {worker.run_dir}` continues it from its checkpoint"
         summary: dict = {"params": worker.params}

@@ -152,7 +152,13 @@ class Runner:
         return run.train.threads or self.threads or self._default_threads
 
     def use_threads(self, run: Spec) -> None:
-        torch.set_num_threads(self.threads_of(run))
+        """torch's threads and the BLAS libraries' (scipy's OpenBLAS computes the spectra): a
+        run's numbers depend on how many threads split its sums."""
+        from threadpoolctl import threadpool_limits
+
+        threads = self.threads_of(run)
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads, user_api="blas")
 
     @property
     def plan_log(self) -> Path | None:
@@ -241,6 +247,17 @@ class Runner:
                                         f"it measured {advice.sharpness:g}: give optim.lr instead")
         if self._resume is not None and 0 not in self._locks:
             self._lock_resumed()
+        if self._placed is not None and self.only not in self._locks:
+            self._lock_placed()
+
+    def _lock_placed(self) -> None:
+        """A worker's directory is its own before it writes there: a retried task finds the
+        lock of a live first attempt and writes nothing (LockedError)."""
+        lock, said = RunLock.acquire(self._placed[0])
+        with self._locks_guard:
+            self._locks[self.only] = lock
+        if said:
+            self.said.append(f"{self._placed[0]}: {said}")
 
     @staticmethod
     def _data_key(run: Spec) -> tuple:
@@ -460,10 +477,9 @@ class Runner:
             start = self._start if self._start is not None else load_checkpoint(run_dir)
             model.load_state_dict(start.model)
             return start, record.trajectory.before(start.epoch), run_dir
-        if self._placed:  # the directory the plan made for this worker
-            run_dir = self._placed[0]
-        else:
-            run_dir = new_run_dir(self.results_dir, self.plan.name, index, spec.label) if self.results_dir else None
+        if self._placed:  # the directory the plan made for this worker, locked at preflight
+            return Start(), Trajectory(), self._placed[0]
+        run_dir = new_run_dir(self.results_dir, self.plan.name, index, spec.label) if self.results_dir else None
         if run_dir is not None:
             lock, _ = RunLock.acquire(run_dir)  # a fresh directory: nobody else's yet
             with self._locks_guard:
