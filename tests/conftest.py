@@ -22,7 +22,7 @@ def no_worker_left(tmp_path):
     its tmp_path end with it (a failed assertion must not leave a plan training for hours)."""
     yield
     from engine.errors import LplrError
-    from engine.events import PlanStarted
+    from engine.events import PlanStarted, RunStarted
     from engine.tail import Tail
 
     for plan_log in tmp_path.rglob("*.plan.jsonl"):
@@ -31,6 +31,14 @@ def no_worker_left(tmp_path):
             if pid != os.getpid() and "lplr_tui" in Path(f"/proc/{pid}/cmdline").read_text():
                 os.kill(pid, signal.SIGKILL)
         except (StopIteration, OSError, LplrError, KeyError, TypeError):
+            pass
+    for log in tmp_path.rglob("events.jsonl"):  # the workers of a plan run with --jobs: a process each
+        try:
+            pids = {e.environment["pid"] for e in Tail(log.parent).poll() if isinstance(e, RunStarted)}
+            for pid in pids - {os.getpid()}:
+                if "lplr_tui.worker" in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+        except (OSError, LplrError, KeyError, TypeError):
             pass
 
 
