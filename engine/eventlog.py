@@ -29,7 +29,7 @@ VERSION = 1
 PLAN_SUFFIX = ".plan.jsonl"  # a plan's own log, beside its run directories: <stamp>-<plan>.plan.jsonl
 TYPES = {cls.__name__: cls for cls in (
     ev.PlanStarted, ev.RunStarted, ev.EpochMeasured, ev.ProbeMeasured, ev.Notice, ev.Annotation, ev.RunFinished,
-    ev.PlanFinished, ev.Heartbeat, ev.RunPlaced,
+    ev.PlanFinished, ev.Heartbeat, ev.RunPlaced, ev.DevicesMeasured,
 )}
 SYNC_ON = (ev.ProbeMeasured, ev.RunFinished, ev.PlanFinished, ev.RunPlaced, ev.PlanStarted)
 
@@ -158,7 +158,7 @@ class EventLog:
             run = self.files.get(getattr(event, "run", -1))
             if run is not None:
                 run.write(event)
-            if self.plan is not None and isinstance(event, (ev.PlanStarted, ev.Heartbeat, ev.PlanFinished)):
+            if self.plan is not None and isinstance(event, (ev.PlanStarted, ev.Heartbeat, ev.PlanFinished, ev.DevicesMeasured)):
                 self.plan.write(event)
             if isinstance(event, ev.RunFinished):
                 self.close_run(event.run)

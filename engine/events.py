@@ -87,6 +87,7 @@ class RunFinished:
     summary: dict
     finished: str  # ISO time
     verdicts: list = field(default_factory=list)  # engine.verdicts.Verdict as dicts
+    resources: dict = field(default_factory=dict)  # what the run used: peak_device_memory (bytes, CUDA runs)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ class Heartbeat:
 
     run: int  # the run in progress, -1 between runs
     at: float  # Unix time on the worker's clock
+
+
+@dataclass(frozen=True)
+class DevicesMeasured:
+    """How busy the plan's GPUs are (engine.devices.device_use), every few seconds, in the
+    plan's log: for people watching, never part of a record."""
+
+    at: float  # Unix time
+    devices: tuple = ()  # per device: device, name, busy (% , NaN unknown), used and total (bytes)
 
 
 @dataclass(frozen=True)

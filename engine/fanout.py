@@ -31,6 +31,7 @@ from typing import Iterator, Protocol
 from engine import events as ev
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.config import Plan, Spec, known_guide, validate
+from engine.devices import device_use
 from engine.errors import LplrError, printable
 from engine.eventlog import LOG_NAME, LogFile
 from engine.judge import judge, judge_plan, plan_entry
@@ -317,6 +318,8 @@ class FanOut:
                 if time.monotonic() - beat >= HEARTBEAT_EVERY:
                     beat = time.monotonic()
                     self._plan_event(ev.Heartbeat(-1, time.time()))
+                    if use := device_use():  # how busy the GPUs are, for whoever watches
+                        self._plan_event(ev.DevicesMeasured(time.time(), use))
                 time.sleep(POLL)
             entries = [self._finished[i] for i in sorted(self._finished)]  # in the plan's order, as serially
             verdicts = tuple(judge_plan(entries, self.spec.to_dict()))
@@ -358,7 +361,7 @@ class FanOut:
                 if last:
                     self._log.close()
                     self._log = None
-        if isinstance(event, ev.PlanStarted):
+        if isinstance(event, (ev.PlanStarted, ev.DevicesMeasured)):
             self.events.put(event)
 
     def _launch(self, index: int) -> None:

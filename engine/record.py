@@ -359,6 +359,7 @@ class RecordWriter:
         record.summary = dict(event.summary)
         record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in event.verdicts}
         record.environment["finished"] = event.finished
+        record.environment.update(event.resources)
         self.write(event.run)
 
     def write(self, run: int) -> None:

@@ -32,7 +32,8 @@ from engine.events import (
 )
 from engine import footprint
 from engine.eventlog import PLAN_SUFFIX, EventLog
-from engine.events import Heartbeat
+from engine.events import DevicesMeasured, Heartbeat
+from engine.devices import device_use, peak_memory
 from engine.liveness import HEARTBEAT_EVERY, worker_fields
 from engine.tail import STOP_POLL, read_stop_request, stop_file_of
 from engine.lock import RunLock, check_owner
@@ -362,11 +363,22 @@ class Runner:
                     last = time.monotonic()
                     if self.log is not None:  # the logs' readers need it; the queue's consumer is this process
                         self.log.handle(Heartbeat(self._index, time.time()))
+                    if self.only is None and any(d.type == "cuda" for d in self._devices):
+                        self._show_devices()
                 if not self.cancelled and (request := read_stop_request(self.stop_file)):
                     self.cancel(request)
             except Exception:  # a disk that is full now may not be in 5 s: the next beat tries again
                 pass
             self._thread.join(STOP_POLL)
+
+    def _show_devices(self) -> None:
+        """How busy the GPUs are: into the plan's log and onto the queue, not into a record."""
+        use = device_use()
+        if use:
+            event = DevicesMeasured(time.time(), use)
+            if self.log is not None:
+                self.log.handle(event)
+            self.events.put(event)
 
     def _emit(self, event: object) -> None:
         if isinstance(event, (EpochMeasured, ProbeMeasured)):
@@ -445,6 +457,8 @@ class Runner:
         save = (lambda state: self._checkpoint(index, run_dir, state)) if run_dir else None
         for text in self.said if self._resume is not None else []:
             self._emit(Notice(index, start.epoch, text))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         try:
             outcome = train(model, spec, data, self._emit, self._cancel, index, start, save)
         except Exception as exc:
@@ -460,7 +474,7 @@ class Runner:
             outcome = Outcome(FAILED, f"the analysis failed: {type(exc).__name__}: {exc} ({where(exc)})", outcome.epochs_done)
         if outcome.state == FINISHED:
             self._finished.append(plan_entry(spec.label, raw, summary, verdicts))
-        self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts))
+        self._emit(RunFinished(index, outcome.state, outcome.reason, outcome.epochs_done, summary, now(), verdicts, peak_memory(device)))
         self.release_locks(index)
 
     def _checkpoint(self, index: int, run_dir: Path, state: dict) -> None:

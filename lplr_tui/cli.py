@@ -152,8 +152,8 @@ def run(
     plan_id: Optional[str] = typer.Option(None, "--plan-id", hidden=True, help="the plan's file names (set by --detach)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at once, each in a process of its own, the CPU's cores split between them (default: the preset's train.jobs, 1)"),
     devices: Optional[str] = typer.Option(None, "--devices", help='the devices the runs share, one per process: "cuda:0,cuda:1", or "auto" (every visible GPU)'),
-    ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value=LOCAL_RAY, metavar="[ADDRESS]",
-                                      help="each run as a Ray task: alone, a local Ray instance (localhost only); auto: the cluster RAY_ADDRESS names; or HOST:PORT. Needs pip install -e '.[ray]'"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help=f"each run as a Ray task: alone (or {LOCAL_RAY}), a Ray instance of this machine's, for this plan; auto: the cluster RAY_ADDRESS names; or HOST:PORT. Needs pip install -e '.\\[ray]'"),
 ) -> None:
     """Run a preset headless: a progress bar per run, then Table 1 and the record paths."""
     from engine.record import read_record
@@ -621,7 +621,20 @@ def plan_verdicts_of(records: list) -> list[dict]:
 
 
 def main() -> None:
-    app(prog_name="lplr-tui")
+    app(args=ray_address_optional(sys.argv[1:]), prog_name="lplr-tui")
+
+
+def ray_address_optional(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or before another option) means a local instance: click
+    options take a value or none, never either, so the missing address is written in here."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[i + 1:]
+        if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(LOCAL_RAY)
+    return out
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from engine.analysis import live_series
 from engine.config import Spec
 from engine.times import unix_time
 from engine.events import (
-    FINISHED, LOST, RUNNING, Annotation, EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
+    FINISHED, LOST, RUNNING, Annotation, DevicesMeasured, EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted,
 )
 from engine.trajectory import Trajectory
 
@@ -68,6 +68,7 @@ class PlanView:
         self.last_end: float | None = None  # when the last run ended, the worker's clock
         self.started_text = ""
         self.guide = ""  # the preset's guide, from the first run's spec
+        self.devices: tuple = ()  # how busy the GPUs are, the newest DevicesMeasured
 
     def handle(self, event: object) -> None:
         self.version += 1
@@ -101,6 +102,8 @@ class PlanView:
             worker_times = self.started is not None and unix_time(self.started_text) is not None
             self.state, self.ended = event.state, (self.last_end if worker_times and self.last_end else self.clock())
             self.verdicts = list(event.verdicts)
+        elif isinstance(event, DevicesMeasured):
+            self.devices = event.devices
         elif isinstance(event, Lost):  # only a tailed log says so: the worker is gone or silent
             self.state, self.lost = LOST, event
             for run in self.runs:

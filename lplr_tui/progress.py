@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.errors import printable
 from engine.times import unix_time
-from engine.events import EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
+from engine.events import DevicesMeasured, EpochMeasured, Lost, PlanFinished, PlanStarted, ProbeMeasured, RunFinished, RunStarted
 
 MARKS = {"finished": "[green]✓[/]", "diverged": "[red]✗ diverged[/]", "interrupted": "[yellow]■ interrupted[/]", "failed": "[red]✗ failed[/]"}
 
@@ -27,6 +27,22 @@ def num(value: float | None) -> str:
 def clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def devices_text(devices: tuple) -> str:
+    """"cuda:0 87% busy, 12.3/79.6 GiB" per device (utilisation where NVML tells it)."""
+    parts = []
+    for d in devices:
+        if not isinstance(d, dict):
+            continue
+        busy, used, total = d.get("busy"), d.get("used", -1), d.get("total", -1)
+        busy_text = f" {busy:.0f}% busy," if isinstance(busy, (int, float)) and math.isfinite(busy) else ""
+        memory = f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB" if isinstance(total, (int, float)) and total > 0 else ""
+        parts.append(f"{printable(str(d.get('device', '?')))[:20]}{busy_text}{memory}".rstrip(","))
+    return ", ".join(parts)
+
+
+DEVICES_EVERY = 30.0  # seconds between the lines that say how busy the GPUs are
 
 
 class BarDisplay:
@@ -44,6 +60,7 @@ class BarDisplay:
             console=console,
         )
         self.tasks: dict[int, int] = {}
+        self.devices_said = -DEVICES_EVERY
 
     def __enter__(self) -> "BarDisplay":
         self.progress.start()
@@ -66,6 +83,9 @@ class BarDisplay:
             description = self.progress.tasks[task].description
             self.progress.update(task, description=f"{description} {MARKS.get(event.state, event.state)}")
             self.progress.stop_task(task)
+        elif isinstance(event, DevicesMeasured) and time.monotonic() - self.devices_said >= DEVICES_EVERY:
+            self.devices_said = time.monotonic()
+            self.progress.console.print(f"devices: {devices_text(event.devices)}", markup=False, highlight=False)
 
 
 @dataclass
@@ -86,6 +106,7 @@ class LineDisplay:
         self.console = console
         self.every = every
         self.runs: dict[int, RunLine] = {}
+        self.devices_said = -DEVICES_EVERY
 
     def __enter__(self) -> "LineDisplay":
         return self
@@ -127,6 +148,9 @@ class LineDisplay:
         elif isinstance(event, Lost):
             where = f"; `lplr-tui run --resume {event.run_dir}` continues it" if event.run_dir else ""
             self.say(f"lost at epoch {event.epochs_done}: {event.reason}{where}")
+        elif isinstance(event, DevicesMeasured) and time.monotonic() - self.devices_said >= min(self.every, DEVICES_EVERY):
+            self.devices_said = time.monotonic()
+            self.say(f"devices: {devices_text(event.devices)}")
 
     @staticmethod
     def line(run: RunLine, event: EpochMeasured, elapsed: float) -> str:

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Label, ListItem, ListView, Static
 
 from lplr_tui.components.chart import COLOURS, DiagnosticChart, Series
 from lplr_tui.plan_view import PlanView, RunView
-from lplr_tui.progress import clock, num
+from lplr_tui.progress import clock, devices_text, num
 
 MARKS = {"waiting": "·", "running": "▶", "finished": "✓", "diverged": "✗", "interrupted": "■", "failed": "✗", "lost": "?"}
 REDRAW_EVERY = 0.25  # seconds: charts redraw at most 4 times a second
@@ -72,6 +72,11 @@ def status_line(plan: PlanView) -> str:
         run.device or "…",
         clock(plan.elapsed()) + (f" / ETA {clock(eta)}" if eta is not None else ""),
     ]
+    running = sum(r.state == "running" for r in plan.runs)
+    if running > 1:  # a plan run with --jobs: the line follows the newest
+        parts.insert(1, f"{running} running")
+    if plan.devices:
+        parts.append(devices_text(plan.devices))
     if run.reason and run.state != "running":
         parts.append(f"run {run.state}: {run.reason}")
     if plan.lost is not None and plan.lost.run_dir and run.state == "lost":
