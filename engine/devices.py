@@ -31,20 +31,42 @@ def device_use() -> tuple[dict, ...]:
     out = []
     for index in range(torch.cuda.device_count()):
         entry = {"device": f"cuda:{index}", "name": "", "busy": NAN, "used": -1, "total": -1}
-        if lib is not None:
+        if lib is not None:  # each reading on its own: a MIG GPU gives its memory but no utilisation
             try:
                 handle = nvml_handle(lib, index)
+            except Exception:
+                out.append(entry)
+                continue
+            try:
                 memory = lib.nvmlDeviceGetMemoryInfo(handle)
-                name = lib.nvmlDeviceGetName(handle)
-                entry.update(name=name.decode() if isinstance(name, bytes) else str(name),
-                             busy=float(lib.nvmlDeviceGetUtilizationRates(handle).gpu), used=int(memory.used), total=int(memory.total))
+                entry.update(used=int(memory.used), total=int(memory.total))
             except Exception:
                 pass
-        elif torch.cuda.is_initialized():
+            try:
+                entry["busy"] = float(lib.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except Exception:
+                pass
+            try:
+                name = lib.nvmlDeviceGetName(handle)
+                entry["name"] = name.decode() if isinstance(name, bytes) else str(name)
+            except Exception:
+                pass
+        elif torch.cuda.is_initialized() and opened(index):
             free, total = torch.cuda.mem_get_info(index)
             entry.update(name=torch.cuda.get_device_name(index), used=int(total - free), total=int(total))
         out.append(entry)
     return tuple(out)
+
+
+def opened(index: int) -> bool:
+    """Whether this process has a CUDA context on device `index` already (asking for its memory
+    would otherwise make one: some 500 MB of a GPU another process may be using)."""
+    import torch
+
+    has_context = getattr(torch._C, "_cuda_hasPrimaryContext", None)
+    if has_context is not None:
+        return bool(has_context(index))
+    return torch.cuda.memory_reserved(index) > 0
 
 
 def nvml_handle(lib, index: int):

@@ -347,8 +347,9 @@ class RecordWriter:
         resumed_at = record.environment["started"]
         record.environment["started"] = before.environment.get("started", resumed_at)
         record.environment["resumed"] = before.environment.get("resumed", []) + [resumed_at]
-        if "beta_0" in before.environment:  # the β₀ its step was set from (optim.lr_scale), measured at its start
-            record.environment["beta_0"] = before.environment["beta_0"]
+        for key in ("beta_0", "peak_device_memory"):  # β₀ its step was set from (optim.lr_scale); the peak so far
+            if key in before.environment:
+                record.environment[key] = before.environment[key]
         if before.status.get("notes"):
             record.status["notes"] = list(before.status["notes"])
         record.annotations = [a for a in before.annotations if a["epoch"] < record.status["epochs_done"]]
@@ -359,7 +360,9 @@ class RecordWriter:
         record.summary = dict(event.summary)
         record.verdict = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in event.verdicts}
         record.environment["finished"] = event.finished
-        record.environment.update(event.resources)
+        for key, value in event.resources.items():  # a peak: a resumed run's is the larger of its parts'
+            before = record.environment.get(key)
+            record.environment[key] = max(value, before) if isinstance(before, (int, float)) and isinstance(value, (int, float)) else value
         self.write(event.run)
 
     def write(self, run: int) -> None:

@@ -32,14 +32,25 @@ def clock(seconds: float) -> str:
 def devices_text(devices: tuple) -> str:
     """"cuda:0 87% busy, 12.3/79.6 GiB" per device (utilisation where NVML tells it)."""
     parts = []
-    for d in devices:
-        if not isinstance(d, dict):
+    for d in devices if isinstance(devices, (list, tuple)) else ():
+        if not isinstance(d, dict):  # a log is untrusted: what is not a device's reading is left out
             continue
-        busy, used, total = d.get("busy"), d.get("used", -1), d.get("total", -1)
-        busy_text = f" {busy:.0f}% busy," if isinstance(busy, (int, float)) and math.isfinite(busy) else ""
-        memory = f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB" if isinstance(total, (int, float)) and total > 0 else ""
+        busy, used, total = finite(d.get("busy")), finite(d.get("used")), finite(d.get("total"))
+        busy_text = f" {busy:.0f}% busy," if busy is not None else ""
+        memory = f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB" if used is not None and total is not None and total > 0 else ""
         parts.append(f"{printable(str(d.get('device', '?')))[:20]}{busy_text}{memory}".rstrip(","))
     return ", ".join(parts)
+
+
+def finite(value: object) -> float | None:
+    """A reading as a float, None unless it is a finite number (a log may say anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 DEVICES_EVERY = 30.0  # seconds between the lines that say how busy the GPUs are
@@ -85,7 +96,8 @@ class BarDisplay:
             self.progress.stop_task(task)
         elif isinstance(event, DevicesMeasured) and time.monotonic() - self.devices_said >= DEVICES_EVERY:
             self.devices_said = time.monotonic()
-            self.progress.console.print(f"devices: {devices_text(event.devices)}", markup=False, highlight=False)
+            if text := devices_text(event.devices):
+                self.progress.console.print(f"devices: {text}", markup=False, highlight=False)
 
 
 @dataclass
@@ -150,7 +162,8 @@ class LineDisplay:
             self.say(f"lost at epoch {event.epochs_done}: {event.reason}{where}")
         elif isinstance(event, DevicesMeasured) and time.monotonic() - self.devices_said >= min(self.every, DEVICES_EVERY):
             self.devices_said = time.monotonic()
-            self.say(f"devices: {devices_text(event.devices)}")
+            if text := devices_text(event.devices):
+                self.say(f"devices: {text}")
 
     @staticmethod
     def line(run: RunLine, event: EpochMeasured, elapsed: float) -> str:

@@ -75,8 +75,8 @@ def status_line(plan: PlanView) -> str:
     running = sum(r.state == "running" for r in plan.runs)
     if running > 1:  # a plan run with --jobs: the line follows the newest
         parts.insert(1, f"{running} running")
-    if plan.devices:
-        parts.append(devices_text(plan.devices))
+    if devices := devices_text(plan.devices):
+        parts.append(devices)
     if run.reason and run.state != "running":
         parts.append(f"run {run.state}: {run.reason}")
     if plan.lost is not None and plan.lost.run_dir and run.state == "lost":
