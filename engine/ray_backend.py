@@ -41,13 +41,34 @@ def write_probe(directory: str, name: str, text: str) -> str:
     path = Path(directory) / name
     try:
         if not Path(directory).is_dir():
-            return f"{socket.gethostname()}: {directory} does not exist there"
+            what = "is not a directory" if Path(directory).exists() else "does not exist"
+            return f"{socket.gethostname()}: {directory} {what} there"
         path.write_text(text, encoding="utf-8")
         back = path.read_text(encoding="utf-8")
         path.unlink()
         return "" if back == text else f"{socket.gethostname()}: {directory}: what was written did not read back"
     except OSError as exc:
         return f"{socket.gethostname()}: {directory}: {exc.strerror or exc}"
+
+
+REACH_TIMEOUT = 10.0  # seconds to wait for a cluster's address to accept a connection
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT) -> None:
+    """A HOST:PORT that accepts no connection is one line now, not Ray's minutes of retries
+    (about 14 with its defaults) with its warnings on stderr. Anything else (auto with no
+    RAY_ADDRESS, ray://, the local instance) is left to Ray."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise LplrError(f"--ray {printable(address)}: cannot reach a Ray cluster at {address!r} ({why}); "
+                        "is its head running (ray start --head), and is the port open to this machine?") from None
 
 
 class RayTasks:
@@ -65,6 +86,7 @@ class RayTasks:
         names; LOCAL: start an instance of this machine's, on localhost only, no dashboard), then
         check that every node can write into `results_dir`."""
         ray = import_ray()
+        check_reachable(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
         options = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
         try:
             if address == LOCAL:  # Ray's token authentication (its default), whatever the shell says: its servers listen beyond localhost

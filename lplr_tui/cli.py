@@ -219,12 +219,17 @@ def new_runner(preset, overrides, results, data_dir, device, plan_id: str = "", 
     from engine.fanout import make_runner, parse_devices
 
     spec = checked_spec(preset, overrides, data_dir, device)
-    backend = None
-    if ray is not None:
-        from engine.ray_backend import RayTasks
+    shared = parse_devices(devices) if devices is not None else None  # every check of the input before Ray starts
+    if ray is None:
+        return make_runner(spec, results, plan_id, jobs, shared)
+    from engine.ray_backend import RayTasks
 
-        backend = RayTasks.connect(ray, results)
-    return make_runner(spec, results, plan_id, jobs, parse_devices(devices) if devices is not None else None, backend)
+    backend = RayTasks.connect(ray, results)
+    try:
+        return make_runner(spec, results, plan_id, jobs, shared, backend)
+    except BaseException:
+        backend.close()
+        raise
 
 
 def fan_options(jobs, devices, ray, resume) -> list[str]:

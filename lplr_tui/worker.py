@@ -22,6 +22,7 @@ def main() -> int:
     from engine.errors import LplrError, printable
     from engine.events import FAILED, RunFinished
     from engine.fanout import Job, worker_runner
+    from engine.tail import read_stop_request
 
     try:
         job = Job(**json.loads(sys.stdin.read()))
@@ -38,7 +39,8 @@ def main() -> int:
         if len(received) == 1:
             runner.cancel(f"{name}: the worker was asked to stop")
             return
-        runner.abandon(f"{name} twice: stopped at once, before the epoch ended")
+        why = read_stop_request(runner.stop_file) or f"{name} twice"  # the plan's reason, when it gave one
+        runner.abandon(f"{why}; stopped at once, before the epoch ended")
         os._exit(128 + received[0])
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
