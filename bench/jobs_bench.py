@@ -51,15 +51,15 @@ def clean(value):
 
 def compare(a: list, b: list, what: str) -> None:
     same = sum(dumps(clean(x.to_dict()) | {"spec": {}}) == dumps(clean(y.to_dict()) | {"spec": {}}) for x, y in zip(a, b))
-    worst = 0.0
+    worst, where = 0.0, ""
     for x, y in zip(a, b):
         for name, xs in x.trajectory.to_dict().items():
-            for u, v in zip(xs, y.trajectory.to_dict().get(name, [])):
-                if math.isfinite(u) and math.isfinite(v) and u != v:
-                    worst = max(worst, abs(u - v) / max(abs(u), abs(v)))
+            for i, (u, v) in enumerate(zip(xs, y.trajectory.to_dict().get(name, []))):
+                if math.isfinite(u) and math.isfinite(v) and u != v and abs(u - v) / max(abs(u), abs(v)) > worst:
+                    worst, where = abs(u - v) / max(abs(u), abs(v)), f" ({x.label}, {name}[{i}])"
     verdicts = all({k: v.get("passed") for k, v in x.verdict.items()} == {k: v.get("passed") for k, v in y.verdict.items()}
                    for x, y in zip(a, b))
-    print(f"  {what}: {same}/{len(a)} records identical bit for bit; largest relative difference {worst:.3g}; "
+    print(f"  {what}: {same}/{len(a)} records identical bit for bit; largest relative difference {worst:.3g}{where}; "
           f"every verdict the same: {'yes' if verdicts else 'NO'}")
 
 

@@ -242,6 +242,9 @@ class FanOut:
 
             self._share = Share([str(resolve_device(d)) for d in self.devices])
         self.inner.preflight()
+        where = f"the devices {', '.join(self._share.devices)}" if self._share else "each run's train.device"
+        self.said.append(f"{self.jobs} runs at a time ({self.backend.name}), on {where}, with "
+                         f"{self.inner.threads} CPU thread(s) each where train.threads is 0 ({cores()} cores here)")
 
     def advise(self) -> list:
         return self.inner.advise()

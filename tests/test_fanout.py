@@ -203,3 +203,30 @@ def test_a_local_ray_instance_writes_the_records_of_a_serial_plan(serial, make_s
     assert final.state == ev.FINISHED and final.verdicts == serial[1].verdicts
     same_records(runner.record_paths, serial[0])
     assert not list(tmp_path.glob(".ray-storage-check-*"))  # the storage probes cleaned up after themselves
+
+
+def test_ctrl_c_stops_every_worker_with_its_checkpoint_and_an_interrupted_record(data_root, tmp_path):
+    from test_nothing_lost import COMMAND
+
+    results = tmp_path / "results"
+    args = ["run", "--preset", "mnist", "--data-dir", data_root, "--results", str(results), "--device", "cpu", "--jobs", "2",
+            "--set", "data.source=synthetic", "--set", "data.n_train=64", "--set", "probes.ntk_subset=16",
+            "--set", "train.epochs=100000", "--set", "model.widths=[16,32]", "--set", "record.write_interval=0.2"]
+    plan = subprocess.Popen(COMMAND + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both runs under way
+            records = list(results.glob("*/record.toml"))
+            if len(records) == 2 and all(len(read_record(p).trajectory.epoch) >= 20 for p in records):
+                break
+            time.sleep(0.2)
+        plan.send_signal(signal.SIGINT)  # what a terminal sends to the plan's process on Ctrl-C
+        out, err = plan.communicate(timeout=60)
+    finally:
+        plan.kill()
+    assert plan.returncode == 130, err
+    for path in sorted(results.glob("*/record.toml")):
+        record = read_record(path)
+        assert record.state == ev.INTERRUPTED and record.status["reason"].startswith("SIGINT: interrupted (Ctrl-C)")
+        assert (path.parent / CHECKPOINT_NAME).is_file()
+    assert "2 runs at a time" in err  # it said how it shares the machine
