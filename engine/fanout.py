@@ -385,7 +385,9 @@ class FanOut:
             if how is None:
                 continue
             self._read(worker)  # what it wrote before it ended
-            if worker.finished is None:
+            if worker.finished is None and worker.spec is None and how == "" and self.cancelled:
+                self._unplace(worker)  # stopped before its run began: as a serial plan's later runs, no run at all
+            elif worker.finished is None:
                 self._bury(worker, how)
             del self._live[index]
             if self._share:
@@ -408,6 +410,16 @@ class FanOut:
                 if event.state == ev.FINISHED and worker.spec is not None:
                     self._finished[worker.index] = plan_entry(worker.spec.label, worker.spec.to_dict(), event.summary, event.verdicts)
             self.events.put(event)
+
+    def _unplace(self, worker: Worker) -> None:
+        """A run directory the plan made for a run that never began: removed (its worker's
+        empty log aside, nothing is in it), and the run is not among the plan's records."""
+        self._placed.pop(worker.index, None)
+        (worker.run_dir / WORKER_LOG).unlink(missing_ok=True)
+        try:
+            worker.run_dir.rmdir()
+        except OSError:  # something else is in it: left as it is
+            pass
 
     def _bury(self, worker: Worker, how: str) -> None:
         """A worker that ended without its run's end: the run failed, and its record and log say

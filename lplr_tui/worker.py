@@ -20,7 +20,7 @@ PARENT_POLL = 0.5  # seconds between looks at whether the plan's process is stil
 
 def main() -> int:
     from engine.errors import LplrError, printable
-    from engine.events import FAILED, RunFinished
+    from engine.events import FAILED, PlanFinished, RunFinished
     from engine.fanout import Job, worker_runner
     from engine.tail import read_stop_request
 
@@ -48,11 +48,11 @@ def main() -> int:
     runner.start()
     if job.parent:
         threading.Thread(target=watch_parent, args=(runner, job.parent), name="lplr-parent", daemon=True).start()
-    state = FAILED
+    failed = False  # a run that failed, or a worker that failed around it (a stop before the run began is not)
     for event in runner.iter_events():
-        state = event.state if isinstance(event, RunFinished) else state
+        failed = failed or (isinstance(event, (RunFinished, PlanFinished)) and event.state == FAILED)
     runner.join()
-    return 1 if state == FAILED else 0
+    return 1 if failed else 0
 
 
 def watch_parent(runner, parent: int) -> None:

@@ -116,6 +116,22 @@ def test_a_worker_that_dies_fails_its_run_and_the_others_go_on(make_spec, tmp_pa
     assert not (tmp_path / f"{runner.plan_id}.stop").exists()  # the plan's stop request is gone with it
 
 
+def test_a_stop_before_the_workers_begin_leaves_no_failed_runs(make_spec, tmp_path):
+    """Stopped at once: a worker that had not begun its run leaves no run, as in a serial plan."""
+    runner = FanOut(make_spec(data__source="synthetic", data__n_train=32, probes__ntk_subset=16, train__epochs=100_000,
+                              model__widths=[16, 32, 64]), tmp_path, jobs=2)
+    runner.preflight()
+    runner.start()
+    runner.cancel("stopped at once")
+    seen = list(runner.iter_events())
+    runner.join(60)
+    assert seen[-1].state == ev.INTERRUPTED
+    assert all(e.state == ev.INTERRUPTED for e in seen if isinstance(e, ev.RunFinished))  # none failed
+    assert not any(isinstance(e, ev.RunStarted) and e.run == 2 for e in seen)  # the third never started
+    assert sorted(p.parent for p in runner.record_paths) == sorted(p.parent for p in tmp_path.glob("*/record.toml"))
+    assert all((d / "record.toml").is_file() for d in tmp_path.iterdir() if d.is_dir())  # no empty run directory left
+
+
 def job_for(spec, tmp_path: Path, **changes) -> Job:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
@@ -137,12 +153,30 @@ def test_a_worker_writes_nothing_beside_the_live_holder_of_its_directory(make_sp
 
 def test_a_worker_whose_plan_process_is_gone_stops_and_says_so(make_spec, tmp_path):
     spec = make_spec(data__source="synthetic", data__n_train=32, train__epochs=100_000, probes__ntk_subset=16, record__write_interval=0.2)
-    job = job_for(spec, tmp_path, parent=1)  # not this worker's parent: as if its plan's process had ended
-    worker = subprocess.run([sys.executable, "-m", "lplr_tui.worker"], input=json.dumps(job.to_dict()), text=True,
-                            capture_output=True, timeout=120)
-    assert worker.returncode == 0, worker.stderr
-    record = read_record(Path(job.run_dir) / "record.toml")
-    assert record.state == ev.INTERRUPTED and "the plan's process (pid 1) ended" in record.status["reason"]
+    job_file = tmp_path / "job.json"
+    # the plan's process: a shell that starts the worker once its job is written, then waits for it
+    plan = subprocess.Popen(["sh", "-c", f'while [ ! -s "{job_file}" ]; do sleep 0.05; done; '
+                                         f'"{sys.executable}" -m lplr_tui.worker < "{job_file}" & wait'],
+                            start_new_session=True)
+    job = job_for(spec, tmp_path, parent=plan.pid)
+    job_file.write_text(json.dumps(job.to_dict()))
+    record_path, deadline = Path(job.run_dir) / "record.toml", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # under way
+            if record_path.is_file() and len(read_record(record_path).trajectory.epoch) >= 20:
+                break
+            time.sleep(0.1)
+        plan.kill()  # kill -9 of the plan's process: nothing of its own can tell the worker
+        plan.wait()
+        while time.monotonic() < deadline and read_record(record_path).state == ev.RUNNING:
+            time.sleep(0.1)
+    finally:
+        try:  # the worker too, should it still run (it shares the shell's process group)
+            os.killpg(plan.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    record = read_record(record_path)
+    assert record.state == ev.INTERRUPTED and f"the plan's process (pid {plan.pid}) ended" in record.status["reason"]
     assert (Path(job.run_dir) / CHECKPOINT_NAME).is_file()
 
 

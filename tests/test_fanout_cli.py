@@ -201,29 +201,21 @@ def test_ray_that_is_installed_is_what_the_backend_imports():
     assert import_ray() is ray
 
 
-def test_ray_auto_with_no_cluster_running_is_one_message_naming_the_address(data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("address, said", [("auto", "cannot reach a Ray cluster at 'auto'"),
+                                            ("127.0.0.1:1", "cannot reach a Ray cluster at '127.0.0.1:1'")])
+def test_a_ray_cluster_that_cannot_be_reached_is_one_message_naming_it(data_root, tmp_path, monkeypatch, address, said):
+    """auto with no cluster running here; an address nothing listens on, which Ray itself would
+    retry 20 times, ~41 s each (~14 min, its warnings on stderr meanwhile): lplr-tui tries the
+    port first and says so at once."""
     import ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # where "auto" looks for a running cluster: none, whatever runs here
     monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "1")
-    try:
-        result = invoke(*tiny_run(data_root, tmp_path / "results", "--ray", "auto"))
-        a_user_error(result, "--ray auto", "cannot reach a Ray cluster at 'auto'")
-        assert not ray.is_initialized()
-    finally:
-        ray.shutdown()
-
-
-def test_ray_at_an_address_nothing_listens_on_is_one_message_naming_it(data_root, tmp_path, monkeypatch):
-    """Ray itself retries an unreachable cluster 20 times, ~41 s each (~14 min, its warnings on
-    stderr meanwhile); lplr-tui tries the address's port first and says so at once."""
-    import ray
-
     started = time.monotonic()
     try:
-        result = invoke(*tiny_run(data_root, tmp_path / "results", "--ray", "127.0.0.1:1"))
-        a_user_error(result, "--ray 127.0.0.1:1", "cannot reach a Ray cluster at '127.0.0.1:1'")
+        result = invoke(*tiny_run(data_root, tmp_path / "results", "--ray", address))
+        a_user_error(result, f"--ray {address}", said)
         assert not ray.is_initialized()
     finally:
         ray.shutdown()
