@@ -192,6 +192,8 @@ class Runner:
             raise ConfigError("[run] label", label, LABEL.allowed, str(record.path))
         runner = cls(Plan.of(spec).resumed(plan, label), run_dir.parent, plan_id)
         runner._resume = (run_dir, record)
+        threads = record.environment.get("threads", 0)  # as many as it had (a run of --jobs had its share): the same numbers
+        runner.threads = threads if isinstance(threads, int) and not isinstance(threads, bool) and 0 < threads <= 1024 else 0
         runner.writer.before[0] = record
         return runner
 
@@ -455,7 +457,7 @@ class Runner:
             plan_log=str(self.plan_log or ""),
         ))
         save = (lambda state: self._checkpoint(index, run_dir, state)) if run_dir else None
-        for text in self.said if self._resume is not None else []:
+        for text in self.said if self._resume is not None or self._placed is not None else []:  # a lock taken over
             self._emit(Notice(index, start.epoch, text))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -114,6 +114,13 @@ def test_a_worker_that_dies_fails_its_run_and_the_others_go_on(make_spec, tmp_pa
     assert second.state == ev.INTERRUPTED and second.status["reason"].startswith("the test has seen enough")
     assert (runner.record_paths[1].parent / CHECKPOINT_NAME).is_file()
     assert not (tmp_path / f"{runner.plan_id}.stop").exists()  # the plan's stop request is gone with it
+    # its resume computes with the threads it had (its share of the cores), so it goes on with the same numbers
+    resumed = Runner.resume(runner.record_paths[0].parent)
+    assert resumed.threads_of(resumed.runs[0]) == first.environment["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    first.environment["threads"] = 10**9  # a record that says something no run could have had: every core
+    from engine.record import write_atomic
+    write_atomic(first.path, first.to_dict())
+    assert Runner.resume(runner.record_paths[0].parent).threads == 0
 
 
 def test_a_stop_before_the_workers_begin_leaves_no_failed_runs(make_spec, tmp_path):
