@@ -212,6 +212,7 @@ class FanOut:
         self._placed: dict[int, Path] = {}
         self._finished: dict[int, dict] = {}  # what the cross-run verdicts need, per finished run
         self._share: Share | None = None
+        self._order: list[int] = list(range(len(self.runs)))  # the order the runs start in (preflight: largest first)
         self._log: LogFile | None = None
         self._log_lock = threading.Lock()
         self._ended = False
@@ -242,9 +243,18 @@ class FanOut:
 
             self._share = Share([str(resolve_device(d)) for d in self.devices])
         self.inner.preflight()
+        self._order = sorted(range(len(self.runs)), key=lambda i: (-self._cost(i), i))
         where = f"the devices {', '.join(self._share.devices)}" if self._share else "each run's train.device"
         self.said.append(f"{self.jobs} runs at a time ({self.backend.name}), on {where}, with "
                          f"{self.inner.threads} CPU thread(s) each where train.threads is 0 ({cores()} cores here)")
+
+    def _cost(self, index: int) -> int:
+        """A run's work, roughly: parameters × inputs × epochs. The largest start first, so
+        the longest runs do not start last, leaving workers idle at the end."""
+        from engine.models import build_model, count_params
+
+        run = self.runs[index]
+        return count_params(build_model(run, self.inner._data_of(run).k)) * run.data.n_train * run.train.epochs
 
     def advise(self) -> list:
         return self.inner.advise()
@@ -309,7 +319,7 @@ class FanOut:
         try:
             self._plan_event(ev.PlanStarted(self.plan.name, tuple(r.label for r in self.runs),
                                             tuple(r.train.epochs for r in self.runs), worker_fields(), now(), self.jobs))
-            pending, beat = list(range(len(self.runs))), time.monotonic()
+            pending, beat = list(self._order), time.monotonic()
             while pending or self._live:
                 while pending and len(self._live) < self.jobs and not self.cancelled:
                     self._launch(pending.pop(0))

@@ -134,7 +134,8 @@ def test_a_stop_before_the_workers_begin_leaves_no_failed_runs(make_spec, tmp_pa
     runner.join(60)
     assert seen[-1].state == ev.INTERRUPTED
     assert all(e.state == ev.INTERRUPTED for e in seen if isinstance(e, ev.RunFinished))  # none failed
-    assert not any(isinstance(e, ev.RunStarted) and e.run == 2 for e in seen)  # the third never started
+    assert runner._order == [2, 1, 0]  # the largest first
+    assert not any(isinstance(e, ev.RunStarted) and e.run == 0 for e in seen)  # the third to start never started
     assert sorted(p.parent for p in runner.record_paths) == sorted(p.parent for p in tmp_path.glob("*/record.toml"))
     assert all((d / "record.toml").is_file() for d in tmp_path.iterdir() if d.is_dir())  # no empty run directory left
 
@@ -218,6 +219,15 @@ def test_a_tail_reads_the_logs_of_runs_at_once_side_by_side(make_spec, tmp_path,
     seen = tail.poll()
     assert {e.run for e in seen if isinstance(e, ev.EpochMeasured)} == runs_read
     assert tail.worker["pid"] == os.getpid()  # the plan's process is the one whose liveness counts
+
+
+def test_the_largest_runs_start_first(make_spec, tmp_path):
+    """Parameters × inputs × epochs: a long run started last would leave the other workers idle at the end."""
+    runner = FanOut(make_spec(data__source="synthetic", data__n_train=32, probes__ntk_subset=16, model__widths=[16, 64, 32]),
+                    tmp_path, jobs=2)
+    assert runner._order == [0, 1, 2]  # before preflight: the plan's order
+    runner.preflight()
+    assert runner._order == [1, 2, 0]
 
 
 def test_make_runner_runs_serially_unless_asked(make_spec, tmp_path):
