@@ -48,3 +48,18 @@ def show_value(value: object) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {show_value(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def last_words(path) -> str:
+    """What a process that ended wrote last to its output file: its `error:` line (without the
+    prefix), else its last line (a traceback's exception); "" when there is nothing to read."""
+    import os
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 65536))
+            lines = [line.strip() for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or [""])[-1].removeprefix("error:").strip()

@@ -32,12 +32,12 @@ from engine import events as ev
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.config import Plan, Spec, known_guide, validate
 from engine.devices import device_use
-from engine.errors import LplrError, printable
+from engine.errors import LplrError, last_words, printable
 from engine.eventlog import LOG_NAME, LogFile
 from engine.judge import judge, judge_plan, plan_entry
 from engine.liveness import HEARTBEAT_EVERY, worker_fields
 from engine.lock import LockedError, RunLock
-from engine.record import RECORD_NAME, check_writable, claim, new_plan_id, new_run_dir, read_current, write_atomic
+from engine.record import RECORD_NAME, RecordWriter, check_writable, claim, new_plan_id, new_run_dir, read_current
 from engine.tail import Followed, read_stop_request, request_stop, stop_file_of
 from engine.eventlog import PLAN_SUFFIX
 
@@ -307,9 +307,6 @@ class FanOut:
 
         return events_until_end(self.events, poll)
 
-    def release_locks(self, index: int | None = None) -> None:
-        """The workers hold their runs' locks; the plan holds none."""
-
     # ------------------------------------------------------------ the thread
 
     def _main(self) -> None:
@@ -436,7 +433,7 @@ class FanOut:
         so, with everything measured up to then."""
         from engine.runner import now
 
-        said = last_error(worker.run_dir / WORKER_LOG)  # a local process's error line or traceback (a Ray task's is in `how`)
+        said = printable(last_words(worker.run_dir / WORKER_LOG))[:300]  # a local process's error or traceback (a Ray task's is in `how`)
         if worker.spec is None:
             reason = f"its worker ended before the run started ({how})" + (f": {said}" if said else "")
         else:
@@ -474,25 +471,12 @@ def mark_failed(run_dir: Path, index: int, reason: str) -> dict | None:
             log.write(finished)
         finally:
             log.close()
-        record.status.update(state=ev.FAILED, reason=reason, epochs_done=finished.epochs_done)
-        record.summary = summary
-        record.environment["finished"] = finished.finished
-        write_atomic(record.path, record.to_dict())
+        writer = RecordWriter(record.run.get("plan", ""))  # the record's end, as the worker's own writer would have written it
+        writer.records[index] = record
+        writer.finish(finished)
         return summary
     finally:
         lock.release()
-
-
-def last_error(path: Path) -> str:
-    """A dead worker's last words: its `error:` line, else the last line of its traceback."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 8192))
-            lines = [line.strip() for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    errors = [line for line in lines if line.startswith("error:")]
-    return printable((errors or lines or [""])[-1].removeprefix("error:").strip())[:300]
 
 
 def parse_devices(value: str) -> list[str]:

@@ -159,5 +159,4 @@ def run_task(job: dict) -> str:
     """A Ray task: one run of a plan (engine.fanout.run_job) on this node."""
     from engine.fanout import run_job
 
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return run_job(job)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import LplrError
+from engine.errors import LplrError, last_words
 from engine.eventlog import PLAN_SUFFIX
 from engine.events import PlanStarted
 from engine.tail import Tail
@@ -72,10 +72,4 @@ def wait_started(detached: Detached, timeout: float = START_TIMEOUT, poll: float
 
 def failure(detached: Detached) -> str:
     """What a worker that exited before starting said (its `error:` line, else its last line)."""
-    try:
-        lines = [line for line in detached.output.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    errors = [line for line in lines if line.startswith("error:")]
-    said = (errors or lines or [f"the worker exited with code {detached.process.returncode} and said nothing"])[-1]
-    return said.removeprefix("error:").strip()
+    return last_words(detached.output) or f"the worker exited with code {detached.process.returncode} and said nothing"

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 PARENT_POLL = 0.5  # seconds between looks at whether the plan's process is still there
 
@@ -61,7 +62,7 @@ def watch_parent(runner, parent: int) -> None:
         if os.getppid() != parent:
             runner.cancel(f"the plan's process (pid {parent}) ended")
             return
-        threading.Event().wait(PARENT_POLL)
+        time.sleep(PARENT_POLL)
 
 
 if __name__ == "__main__":
